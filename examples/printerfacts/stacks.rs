@@ -1,0 +1,125 @@
+//! The reference workflow ("Paranoid NixOS on AWS") as three stacks, as the seed's Terraform had them:
+//!
+//! - `bootstrap`: the private, versioned bucket that keeps the other stacks' state;
+//! - `aws_image`: the NixOS image, the images bucket, the `vmimport` role and policy, the uploaded image,
+//!   the snapshot import and the AMI, whose id is the stack's output;
+//! - `printerfacts`: a key pair, a security group with the seed's rules and a t3.micro instance with a
+//!   40 GiB root volume, launched from the AMI read through remote state.
+//!
+//! Shared by the example binary and the snapshot tests (`tests/it/printerfacts.rs`).
+
+use paranix::nixos;
+use paranix::prelude::*;
+
+/// The AMI id the `aws_image` stack exports and the `printerfacts` stack reads.
+pub(crate) const AMI_ID: OutputKey<ImageId> = OutputKey::new("ami_id");
+
+/// Names used across the stacks.
+pub(crate) const STATE_BUCKET: &str = "paranix-printerfacts-state";
+/// The images bucket.
+pub(crate) const IMAGES_BUCKET: &str = "paranix-printerfacts-images";
+
+/// The state bucket: private (the default), versioned, protected from deletion.
+pub(crate) fn bootstrap() -> Stack {
+    let mut stack = Stack::new("bootstrap");
+    stack.add(s3::Bucket::new("state").bucket(STATE_BUCKET).versioning(true).tag("Project", "printerfacts").protect());
+    stack
+}
+
+/// The NixOS image and everything that turns it into an AMI (the seed's S3 + ImportSnapshot path).
+pub(crate) fn aws_image() -> Stack {
+    let mut stack = Stack::new("aws_image");
+    let image = stack.add(nixos::Image::new("printerfacts", "examples/printerfacts/host.nix").format("vpc"));
+    let images = stack.add(s3::Bucket::new("images").bucket(IMAGES_BUCKET).tag("Project", "printerfacts"));
+
+    let vmimport = stack.add(
+        iam::Role::new("vmimport").description("VM Import service role for NixOS images").assume_role_policy(
+            iam::PolicyDocument::new().statement(
+                iam::Statement::allow().service_principal("vmie.amazonaws.com").action("sts:AssumeRole").condition(
+                    "StringEquals",
+                    "sts:Externalid",
+                    "vmimport",
+                ),
+            ),
+        ),
+    );
+    stack.add(
+        iam::RolePolicy::new("vmimport").role(vmimport.name()).policy(
+            iam::PolicyDocument::new()
+                .statement(
+                    iam::Statement::allow()
+                        .actions(["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket"])
+                        .resource(images.arn())
+                        .resource(images.arn().join("/*")),
+                )
+                .statement(
+                    iam::Statement::allow()
+                        .actions([
+                            "ec2:ModifySnapshotAttribute",
+                            "ec2:CopySnapshot",
+                            "ec2:RegisterImage",
+                            "ec2:Describe*",
+                        ])
+                        .resource("*"),
+                ),
+        ),
+    );
+
+    let object = stack.add(
+        s3::Object::new("nixos")
+            .bucket(images.name())
+            .key("printerfacts/nixos-amazon-image.vhd")
+            .source_output(image.file(), image.identity()),
+    );
+    let snapshot = stack.add(
+        ec2::SnapshotImport::new("nixos")
+            .from_object(&object)
+            .role_name(vmimport.name())
+            .description("NixOS image for printerfacts")
+            .tag("Project", "printerfacts"),
+    );
+    let ami = stack.add(
+        ec2::Image::new("nixos")
+            .image_name("printerfacts-nixos")
+            .root_snapshot(snapshot.id())
+            .boot_mode(image.boot_mode())
+            .root_volume_size_gib(8)
+            .tag("Project", "printerfacts"),
+    );
+    stack.export(&AMI_ID, ami.id());
+    stack
+}
+
+/// The host: key pair, security group (the seed's rules), instance.
+pub(crate) fn printerfacts(aws_image: &Stack) -> Stack {
+    let mut stack = Stack::new("printerfacts");
+    let image = stack.add(RemoteState::of(aws_image));
+    let key = stack.add(ec2::KeyPair::generate("deployer"));
+    let group = stack.add(
+        ec2::SecurityGroup::new("printerfacts")
+            .description("printerfacts: SSH, HTTP and HTTPS in, everything out")
+            .ingress(ec2::Rule::tcp(22).anywhere().description("SSH"))
+            .ingress(ec2::Rule::tcp(80).anywhere().description("HTTP"))
+            .ingress(ec2::Rule::tcp(443).anywhere().description("HTTPS"))
+            .egress(ec2::Rule::all_traffic().anywhere())
+            .tag("Project", "printerfacts"),
+    );
+    stack.add(
+        ec2::Instance::new("printerfacts")
+            .ami(image.output(&AMI_ID))
+            .instance_type("t3.micro")
+            .key_name(key.key_name())
+            .security_group(group.id())
+            .root_volume_size_gib(40)
+            .tag("Name", "printerfacts")
+            .tag("Project", "printerfacts"),
+    );
+    stack
+}
+
+/// The three stacks, in the order they are applied.
+pub(crate) fn project() -> Project {
+    let aws_image = aws_image();
+    let printerfacts = printerfacts(&aws_image);
+    Project::new().stack(bootstrap()).stack(aws_image).stack(printerfacts)
+}

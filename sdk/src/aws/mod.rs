@@ -1,0 +1,53 @@
+//! Typed AWS resources, one module per service, with builders in the style of the AWS SDK they wrap.
+//!
+//! Each builder is a plain description (no I/O): `s3::Bucket::new("images").versioning(true)`. Adding it to a
+//! [`Stack`](crate::stack::Stack) validates it and returns a [`Handle`](crate::resource::Handle) with typed
+//! outputs (`images.arn()`), which other builders accept wherever a field takes `impl Into<Value<T>>`.
+
+pub mod ebs;
+pub mod ec2;
+pub mod iam;
+pub mod s3;
+pub(crate) mod validate;
+
+use std::collections::BTreeMap;
+
+use crate::attr::Attr;
+
+/// Tags as an attribute map.
+pub(crate) fn tags_attr(tags: &BTreeMap<String, String>) -> Attr {
+    Attr::Map(tags.iter().map(|(k, v)| (k.clone(), Attr::str(v))).collect())
+}
+
+/// Declares the usual `tag`/`tags` builder methods on a builder with a `tags: BTreeMap<String, String>` field.
+macro_rules! tag_methods {
+    () => {
+        /// Adds a tag. Keys starting with `aws:` or `paranix:` are reserved.
+        pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+            self.tags.insert(key.into(), value.into());
+            self
+        }
+
+        /// Adds several tags.
+        pub fn tags<K: Into<String>, V: Into<String>>(mut self, tags: impl IntoIterator<Item = (K, V)>) -> Self {
+            self.tags.extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
+            self
+        }
+    };
+}
+pub(crate) use tag_methods;
+
+/// Implements the lifecycle accessors of [`Resource`](crate::resource::Resource) for a builder with a
+/// `lifecycle` field.
+macro_rules! lifecycle_methods {
+    () => {
+        fn lifecycle(&self) -> &$crate::resource::Lifecycle {
+            &self.lifecycle
+        }
+
+        fn lifecycle_mut(&mut self) -> &mut $crate::resource::Lifecycle {
+            &mut self.lifecycle
+        }
+    };
+}
+pub(crate) use lifecycle_methods;

@@ -1,0 +1,458 @@
+//! The command line for programs built on paranix: `plan` (default), `up`/`apply [PLANFILE]`, `destroy`,
+//! `refresh`, `output`, `state list|show|unlock`.
+//!
+//! ```no_run
+//! use paranix::prelude::*;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let mut stack = Stack::new("site");
+//!     stack.add(s3::Bucket::new("assets").bucket("example-site-assets"));
+//!     paranix::cli::run(Project::new().stack(stack), paranix::provider::Providers::new())
+//! }
+//! ```
+//!
+//! This module is the drawing layer: it prints plans, events and errors (to stdout and stderr) and returns
+//! an exit code for `main` to return. Everything it does is an [`ops`](crate::ops) call.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "the CLI layer is where paranix draws")]
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::address::Address;
+use crate::apply::{ApplyOptions, ApplyReport, Cancel, DEFAULT_PARALLELISM};
+use crate::attr::Attr;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Observer};
+use crate::ops::{self, PlanRequest, Workspace};
+use crate::plan::{Action, ProjectPlan, RenderOptions};
+use crate::provider::Providers;
+use crate::stack::Project;
+
+/// Command-line arguments of a paranix program.
+#[derive(Debug, Parser)]
+#[command(about = "Plan and apply this program's infrastructure (paranix)", long_about = None)]
+pub struct Cli {
+    /// Directory of local state files.
+    #[arg(long, global = true, env = "PARANIX_STATE_DIR", default_value = ".paranix")]
+    pub state_dir: PathBuf,
+    /// Only these stacks (repeatable; default: all, in order).
+    #[arg(long = "stack", global = true)]
+    pub stacks: Vec<String>,
+    /// Machine-readable output: plans as JSON, events as JSON lines.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never use colours.
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// The command (default: plan).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options shared by the commands that plan.
+#[derive(Debug, Default, Args)]
+pub struct PlanArgs {
+    /// Restrict to this resource and what it depends on (repeatable).
+    #[arg(long = "target")]
+    pub targets: Vec<Address>,
+    /// Plan against the recorded state without reading the cloud.
+    #[arg(long)]
+    pub no_refresh: bool,
+}
+
+/// Options shared by the commands that apply.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply without asking.
+    #[arg(long)]
+    pub yes: bool,
+    /// How many steps may run at once.
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM)]
+    pub parallelism: usize,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `up` would do (the default command).
+    Plan {
+        /// Planning options.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Save the plan to this file, for `apply FILE`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Plan, confirm and apply; or apply a saved plan exactly.
+    #[command(alias = "apply")]
+    Up {
+        /// A plan saved with `plan --out`: applied exactly, or refused if the state moved on.
+        planfile: Option<PathBuf>,
+        /// Planning options.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Applying options.
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Destroy everything the stacks manage (stacks in reverse order).
+    Destroy {
+        /// Planning options.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Applying options.
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Read the cloud and record what it has in the state (drift included).
+    Refresh,
+    /// Show stack outputs (a sensitive output only when asked for by name).
+    Output {
+        /// Only this output, shown in full.
+        name: Option<String>,
+    },
+    /// Inspect or repair state.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `state` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the addresses in state.
+    List,
+    /// Show one resource's recorded attributes (sensitive values redacted).
+    Show {
+        /// The address, e.g. `aws_instance.printerfacts`.
+        address: Address,
+    },
+    /// Release a stale lock deliberately.
+    Unlock {
+        /// The lock id the error message named.
+        id: String,
+    },
+}
+
+/// Parses the process arguments and runs the command against `project`. Returns the exit code.
+pub fn run(project: Project, providers: Providers) -> ExitCode {
+    run_with_args(project, providers, std::env::args_os())
+}
+
+/// Like [`run`] with explicit arguments (the first is the program name).
+pub fn run_with_args<I, T>(project: Project, providers: Providers, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(project, providers, cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Ui {
+    json: bool,
+    color: bool,
+}
+
+impl Observer for Ui {
+    fn on_event(&self, event: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                println!("{line}");
+            }
+            return;
+        }
+        let verb = |action: &Action, done: bool| match (action, done) {
+            (Action::Create, false) => "Creating...",
+            (Action::Create, true) => "Creation complete",
+            (Action::Update, false) => "Modifying...",
+            (Action::Update, true) => "Modifications complete",
+            (Action::Delete, false) => "Destroying...",
+            (Action::Delete, true) => "Destruction complete",
+            (Action::Read, false) => "Reading...",
+            (Action::Read, true) => "Read complete",
+            (_, _) => "",
+        };
+        match event {
+            Event::StepStarted { address, action, .. } => eprintln!("{address}: {}", verb(action, false)),
+            Event::StepFinished { address, action, elapsed, id, .. } => {
+                let id = id.as_ref().map(|id| format!(" [id={id}]")).unwrap_or_default();
+                eprintln!("{address}: {} after {}s{id}", verb(action, true), elapsed.as_secs());
+            }
+            Event::StepSkipped { address, .. } => eprintln!("{address}: no change needed once its inputs were known"),
+            Event::StepFailed { address, message, .. } => eprintln!("{address}: failed: {message}"),
+            Event::Progress { address, message, .. } => eprintln!("{address}: {message}"),
+            Event::RefreshStarted { stack, resources } => {
+                eprintln!("{stack}: refreshing {resources} resource{}...", crate::error::plural(*resources));
+            }
+            _ => {}
+        }
+        let _ = self.color;
+    }
+}
+
+async fn execute(project: Project, providers: Providers, cli: Cli) -> Result<ExitCode> {
+    let ws = Workspace::new(&cli.state_dir).with_providers(|p| merge(p, providers));
+    let color = !cli.no_color && !cli.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let ui = Arc::new(Ui { json: cli.json, color });
+    let render = RenderOptions { color };
+    let command = cli.command.unwrap_or(Command::Plan { plan: PlanArgs::default(), out: None });
+    match command {
+        Command::Plan { plan, out } => {
+            let request = plan_request(&cli.stacks, &plan, false);
+            let project_plan = ops::plan(&project, &ws, &request, ui.as_ref()).await?;
+            show_plan(&project_plan, &request, cli.json, render);
+            if let Some(path) = out {
+                write_private(&path, &project_plan.to_json())?;
+                if !cli.json {
+                    println!(
+                        "\nSaved the plan to {}. Apply exactly this plan with `up {}`.",
+                        path.display(),
+                        path.display()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up { planfile: Some(path), apply, .. } => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::new(ErrorKind::Usage, format!("cannot read plan file {}", path.display())).with_source(e)
+            })?;
+            let project_plan = ProjectPlan::from_json(&text)?;
+            run_apply(&project, &ws, &project_plan, &apply, ui, cli.json).await
+        }
+        Command::Up { planfile: None, plan, apply } => {
+            let request = plan_request(&cli.stacks, &plan, false);
+            let project_plan = ops::plan(&project, &ws, &request, ui.as_ref()).await?;
+            show_plan(&project_plan, &request, cli.json, render);
+            if project_plan.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            confirm(&apply, "apply these changes")?;
+            run_apply(&project, &ws, &project_plan, &apply, ui, cli.json).await
+        }
+        Command::Destroy { plan, apply } => {
+            let request = plan_request(&cli.stacks, &plan, true);
+            let project_plan = ops::plan(&project, &ws, &request, ui.as_ref()).await?;
+            show_plan(&project_plan, &request, cli.json, render);
+            if project_plan.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            confirm(&apply, "destroy these resources")?;
+            run_apply(&project, &ws, &project_plan, &apply, ui, cli.json).await
+        }
+        Command::Refresh => {
+            for stack in stack_names(&project, &cli.stacks) {
+                let state = ops::refresh(&project, &ws, &stack, ui.as_ref()).await?;
+                if !cli.json {
+                    println!("{stack}: refreshed {} resources (state serial {})", state.resources.len(), state.serial);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Output { name } => {
+            let mut all = serde_json::Map::new();
+            for stack in stack_names(&project, &cli.stacks) {
+                let outputs = ops::outputs(&project, &ws, &stack, name.is_some()).await?;
+                for (k, v) in outputs {
+                    if name.as_ref().is_none_or(|n| *n == k) {
+                        if !cli.json {
+                            let shown = match &v {
+                                Attr::Str(s) if name.is_some() => s.clone(),
+                                other => other.to_json().to_string(),
+                            };
+                            if name.is_some() { println!("{shown}") } else { println!("{stack}.{k} = {shown}") }
+                        }
+                        all.insert(format!("{stack}.{k}"), v.to_json());
+                    }
+                }
+            }
+            if let Some(n) = &name
+                && all.is_empty()
+            {
+                return Err(Error::new(ErrorKind::Usage, format!("no output {n:?} is recorded")));
+            }
+            if cli.json {
+                println!("{}", serde_json::Value::Object(all));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State(StateCommand::List) => {
+            for stack in stack_names(&project, &cli.stacks) {
+                let state = ops::state(&project, &ws, &stack).await?;
+                for address in state.resources.keys() {
+                    println!("{stack}: {address}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State(StateCommand::Show { address }) => {
+            for stack_name in stack_names(&project, &cli.stacks) {
+                let state = ops::state(&project, &ws, &stack_name).await?;
+                if let Some(resource) = state.resources.get(&address) {
+                    let schema = project.get(&stack_name).and_then(|s| s.node(&address)).map(|n| n.schema);
+                    let mut all = resource.outputs.clone();
+                    all.extend(resource.inputs.clone());
+                    let shown = crate::plan::planner::redact(schema, &all);
+                    println!("# {address} (stack {stack_name}, generation {})", resource.generation);
+                    let json: serde_json::Map<_, _> = shown.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                    println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Err(Error::new(ErrorKind::Usage, format!("{address} is not in any selected stack's state")))
+        }
+        Command::State(StateCommand::Unlock { id }) => {
+            let names = stack_names(&project, &cli.stacks);
+            let mut last = None;
+            for stack in &names {
+                match ops::unlock(&project, &ws, stack, &id).await {
+                    Ok(()) => {
+                        println!("Released lock {id} of stack {stack}.");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| Error::new(ErrorKind::Usage, "no stack selected")))
+        }
+    }
+}
+
+fn merge(mut base: Providers, extra: Providers) -> Providers {
+    // The caller's providers win; the remote state reader stays unless the caller registers its own.
+    let remote = base.get("remote_state").ok().cloned();
+    base = extra;
+    if let Some(reader) = remote
+        && !base.handles_exactly("remote_state")
+    {
+        base = base.register(&["remote_state"], reader);
+    }
+    base
+}
+
+fn stack_names(project: &Project, selected: &[String]) -> Vec<String> {
+    if selected.is_empty() { project.stacks().iter().map(|s| s.name().to_owned()).collect() } else { selected.to_vec() }
+}
+
+fn plan_request(stacks: &[String], plan: &PlanArgs, destroy: bool) -> PlanRequest {
+    PlanRequest { stacks: stacks.to_vec(), targets: plan.targets.clone(), no_refresh: plan.no_refresh, destroy }
+}
+
+fn show_plan(plan: &ProjectPlan, request: &PlanRequest, json: bool, render: RenderOptions) {
+    if json {
+        println!("{}", plan.to_json());
+        return;
+    }
+    print!("{}", plan.render(&render));
+    let unread: Vec<&str> = plan.stacks.iter().filter(|p| p.state.is_none()).map(|p| p.stack.as_str()).collect();
+    if request.no_refresh {
+        println!("\nNote: planned against the recorded state without reading AWS (--no-refresh).");
+    } else if unread.len() == plan.stacks.len() {
+        println!("\nNote: planned without AWS: no stack has state yet, so nothing was read from the cloud.");
+    } else if !unread.is_empty() {
+        println!("\nNote: stacks without state yet ({}) were planned without reading AWS.", unread.join(", "));
+    }
+}
+
+fn confirm(apply: &ApplyArgs, what: &str) -> Result<()> {
+    if apply.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::new(ErrorKind::Usage, format!("refusing to {what} without --yes: stdin is not a terminal")));
+    }
+    print!("\nDo you want to {what}? Only 'yes' is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot read the answer").with_source(e))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Cancelled, "not confirmed; nothing was changed"))
+    }
+}
+
+async fn run_apply(
+    project: &Project,
+    ws: &Workspace,
+    plan: &ProjectPlan,
+    apply: &ApplyArgs,
+    ui: Arc<Ui>,
+    json: bool,
+) -> Result<ExitCode> {
+    let cancel = Cancel::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nInterrupted: no new step will start; waiting for the steps in flight, then saving state.");
+            on_signal.cancel();
+        }
+    });
+    let options = ApplyOptions { parallelism: apply.parallelism, observer: ui, cancel };
+    let reports = ops::apply(project, ws, plan, &options).await?;
+    if !json {
+        summarise(&reports);
+    }
+    for report in reports {
+        report.into_result()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summarise(reports: &[ApplyReport]) {
+    for r in reports {
+        let count = |a: Action| r.done.iter().filter(|(_, x)| *x == a).count();
+        println!(
+            "\n{}: {} created, {} updated, {} destroyed, {} skipped{}.",
+            r.stack,
+            count(Action::Create),
+            count(Action::Update),
+            count(Action::Delete),
+            r.skipped.len(),
+            if r.failed.is_empty() { String::new() } else { format!(", {} FAILED", r.failed.len()) }
+        );
+        for (k, v) in &r.outputs {
+            println!("  {k} = {}", v.to_json());
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}", path.display())).with_source(e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}", path.display())).with_source(e))
+}

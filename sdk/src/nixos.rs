@@ -1,0 +1,146 @@
+//! NixOS resources. [`Image`] is a NixOS disk image built from a host configuration: its identity is the
+//! image derivation, so an unchanged configuration plans as a no-op without building anything, and uploads,
+//! snapshots and AMIs are named from its store hash.
+//!
+//! Building (and plan-time evaluation) is done by the Nix provider; without it the image's outputs are
+//! `(known after apply)`.
+
+use std::path::PathBuf;
+
+use crate::address::Mode;
+use crate::attr::{Attr, Attrs};
+use crate::resource::{Handle, Lifecycle, Resource, Validator};
+use crate::schema::{Field, OutputField, Schema};
+use crate::value::{Digest, Output, StorePath};
+
+/// Disk image formats: raw for the EBS direct path, VHD (`vpc`) for the S3 + ImportSnapshot path.
+pub const IMAGE_FORMATS: [&str; 2] = ["raw", "vpc"];
+
+/// A NixOS disk image built from a host configuration with `nix/image.nix`.
+#[derive(Clone, Debug)]
+pub struct Image {
+    name: String,
+    configuration: PathBuf,
+    image_nix: PathBuf,
+    format: String,
+    system: String,
+    lifecycle: Lifecycle,
+}
+
+static IMAGE_FIELDS: [Field; 4] = [
+    Field::new("configuration").force_new(),
+    Field::new("format").force_new(),
+    Field::new("image_nix").force_new(),
+    Field::new("system").force_new(),
+];
+
+static IMAGE_OUTPUTS: [OutputField; 6] = [
+    OutputField::new("boot_mode"),
+    OutputField::new("drv_path"),
+    OutputField::new("file"),
+    OutputField::new("identity"),
+    OutputField::new("label"),
+    OutputField::new("out_path"),
+];
+
+/// The schema of [`Image`].
+pub static IMAGE: Schema = Schema {
+    kind: "nixos_image",
+    mode: Mode::Managed,
+    fields: &IMAGE_FIELDS,
+    outputs: &IMAGE_OUTPUTS,
+    id: Some("drv_path"),
+    predict: crate::schema::predict_nothing,
+    open_outputs: false,
+};
+
+impl Image {
+    /// An image of the host configuration at `configuration` (a NixOS module file), raw, for x86_64-linux,
+    /// built by `nix/image.nix` next to the crate.
+    pub fn new(name: impl Into<String>, configuration: impl Into<PathBuf>) -> Self {
+        Image {
+            name: name.into(),
+            configuration: configuration.into(),
+            image_nix: PathBuf::from("nix/image.nix"),
+            format: "raw".into(),
+            system: "x86_64-linux".into(),
+            lifecycle: Lifecycle::default(),
+        }
+    }
+
+    /// `raw` (default; EBS direct) or `vpc` (VHD; S3 + ImportSnapshot).
+    pub fn format(mut self, format: impl Into<String>) -> Self {
+        self.format = format.into();
+        self
+    }
+
+    /// The Nix file that builds images (default `nix/image.nix`).
+    pub fn image_nix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.image_nix = path.into();
+        self
+    }
+
+    /// The Nix system (`x86_64-linux` by default, or `aarch64-linux`).
+    pub fn system(mut self, system: impl Into<String>) -> Self {
+        self.system = system.into();
+        self
+    }
+}
+
+impl Resource for Image {
+    fn schema() -> &'static Schema {
+        &IMAGE
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inputs(&self) -> Attrs {
+        Attrs::from([
+            ("configuration".into(), Attr::Str(self.configuration.display().to_string())),
+            ("format".into(), Attr::str(&self.format)),
+            ("image_nix".into(), Attr::Str(self.image_nix.display().to_string())),
+            ("system".into(), Attr::str(&self.system)),
+        ])
+    }
+
+    fn validate(&self, v: &mut Validator<'_>) {
+        if !IMAGE_FORMATS.contains(&self.format.as_str()) {
+            v.error("format", format!("{:?} is not one of {}", self.format, IMAGE_FORMATS.join(", ")));
+        }
+        if !["x86_64-linux", "aarch64-linux"].contains(&self.system.as_str()) {
+            v.error("system", format!("{:?} is not one of x86_64-linux, aarch64-linux", self.system));
+        }
+        if !self.configuration.exists() {
+            v.error("configuration", format!("{} does not exist", self.configuration.display()));
+        }
+        if !self.image_nix.exists() {
+            v.error("image_nix", format!("{} does not exist", self.image_nix.display()));
+        }
+    }
+
+    crate::aws::lifecycle_methods!();
+}
+
+impl Handle<Image> {
+    /// The built image file (inside the image's store path).
+    pub fn file(&self) -> Output<String> {
+        self.attribute("file")
+    }
+
+    /// The image's content identity: its store path hash. Changes exactly when the image does.
+    pub fn identity(&self) -> Output<Digest> {
+        self.attribute("identity")
+    }
+
+    /// The image's store path.
+    pub fn out_path(&self) -> Output<StorePath> {
+        self.attribute("out_path")
+    }
+
+    /// `legacy-bios` or `uefi`, from the image's `image-info.json`.
+    pub fn boot_mode(&self) -> Output<String> {
+        self.attribute("boot_mode")
+    }
+}

@@ -1,0 +1,346 @@
+//! Operations on a [`Project`]: plan, apply, refresh, outputs, state listing and unlocking. Every command of
+//! [`crate::cli`] is a thin wrapper around one of these (as cargo's commands wrap `cargo::ops`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::address::{Address, Mode};
+use crate::apply::{ApplyOptions, ApplyReport, apply as apply_stack};
+use crate::attr::{Attr, Attrs};
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Observer};
+use crate::plan::{Action, Plan, PlanOptions, ProjectPlan, plan as plan_stack};
+use crate::provider::{Observed, Provider, Providers, ReadRequest, StepContext};
+use crate::stack::{Backend, Project, Stack};
+use crate::state::{LocalStore, ResourceState, State, StateStore};
+
+/// Where a run keeps local state and which providers it talks through.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The directory of stacks with [`Backend::Local`] (`.paranix` by default).
+    pub state_dir: PathBuf,
+    /// Providers by kind. The remote state reader is always present.
+    pub providers: Providers,
+}
+
+impl Workspace {
+    /// A workspace keeping local state in `state_dir`, with no cloud providers (offline planning only).
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        let state_dir = state_dir.into();
+        let providers =
+            Providers::new().register(&["remote_state"], Arc::new(RemoteStateReader { state_dir: state_dir.clone() }));
+        Workspace { state_dir, providers }
+    }
+
+    /// Adds providers (in addition to the remote state reader).
+    pub fn with_providers(mut self, configure: impl FnOnce(Providers) -> Providers) -> Self {
+        self.providers = configure(self.providers);
+        self
+    }
+
+    /// The state store of `stack`.
+    pub fn store(&self, stack: &Stack) -> Box<dyn StateStore> {
+        store_for(&self.state_dir, stack.name(), stack.state_backend())
+    }
+}
+
+fn store_for(state_dir: &std::path::Path, stack: &str, backend: &Backend) -> Box<dyn StateStore> {
+    match backend {
+        Backend::Local => Box::new(LocalStore::new(state_dir, stack)),
+        Backend::LocalDir { dir } => Box::new(LocalStore::new(dir, stack)),
+    }
+}
+
+/// What to plan.
+#[derive(Clone, Debug, Default)]
+pub struct PlanRequest {
+    /// Stacks to plan (empty: all, in project order).
+    pub stacks: Vec<String>,
+    /// Restrict to these addresses and their dependencies.
+    pub targets: Vec<Address>,
+    /// Skip reading the cloud; plan against the recorded state.
+    pub no_refresh: bool,
+    /// Plan to destroy everything (stacks in reverse order).
+    pub destroy: bool,
+}
+
+fn selected<'p>(project: &'p Project, names: &[String], reverse: bool) -> Result<Vec<&'p Stack>> {
+    for name in names {
+        if project.get(name).is_none() {
+            let known: Vec<&str> = project.stacks().iter().map(Stack::name).collect();
+            return Err(Error::new(ErrorKind::Usage, format!("no stack {name:?}; stacks: {}", known.join(", "))));
+        }
+    }
+    let mut stacks: Vec<&Stack> =
+        project.stacks().iter().filter(|s| names.is_empty() || names.iter().any(|n| n == s.name())).collect();
+    if reverse {
+        stacks.reverse();
+    }
+    Ok(stacks)
+}
+
+/// Plans the requested stacks in order. A stack reading another's outputs through
+/// [`RemoteState`](crate::stack::RemoteState) sees that stack's *planned* outputs when both are planned in
+/// this run (unknown where the upstream plan changes them).
+pub async fn plan(
+    project: &Project,
+    ws: &Workspace,
+    request: &PlanRequest,
+    observer: &dyn Observer,
+) -> Result<ProjectPlan> {
+    project.check()?;
+    let mut upstream: BTreeMap<String, Attrs> = BTreeMap::new();
+    let mut plans = Vec::new();
+    for stack in selected(project, &request.stacks, request.destroy)? {
+        let store = ws.store(stack);
+        let prior = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
+        let refreshed = refresh_state(stack, &prior, &ws.providers, &upstream, !request.no_refresh, observer).await?;
+        let options =
+            PlanOptions { destroy: request.destroy, targets: request.targets.clone(), refreshed: !request.no_refresh };
+        let plan = plan_stack(stack, &prior, &refreshed, &options)?;
+        upstream.insert(stack.name().to_owned(), planned_outputs(&plan, &prior));
+        plans.push(plan);
+    }
+    Ok(ProjectPlan { format_version: crate::plan::FORMAT_VERSION, stacks: plans })
+}
+
+fn planned_outputs(plan: &Plan, prior: &State) -> Attrs {
+    let mut values: Attrs = prior.outputs.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+    for o in &plan.outputs {
+        match (&o.after, o.action) {
+            (_, Action::Delete) | (None, _) => {
+                values.remove(&o.name);
+            }
+            (Some(v), _) if o.sensitive => {
+                // The real value stays out of plans; downstream sees it as unknown unless it is unchanged.
+                if o.action != Action::NoOp {
+                    values.insert(o.name.clone(), Attr::Unknown);
+                }
+                let _ = v;
+            }
+            (Some(v), _) => {
+                values.insert(o.name.clone(), if v.is_known() { v.clone() } else { Attr::Unknown });
+            }
+        }
+    }
+    values
+}
+
+/// Reads what the cloud has for every resource in `prior` (batched: one provider call per kind) and the
+/// values of the stack's data sources. With `read_cloud` false, managed resources are taken as recorded.
+pub async fn refresh_state(
+    stack: &Stack,
+    prior: &State,
+    providers: &Providers,
+    upstream: &BTreeMap<String, Attrs>,
+    read_cloud: bool,
+    observer: &dyn Observer,
+) -> Result<State> {
+    let mut refreshed = prior.clone();
+    if read_cloud {
+        let managed: Vec<(&Address, &ResourceState)> = prior.managed().collect();
+        if !managed.is_empty() {
+            observer.on_event(&Event::RefreshStarted { stack: stack.name().to_owned(), resources: managed.len() });
+        }
+        let mut by_kind: BTreeMap<&str, Vec<(&Address, &ResourceState)>> = BTreeMap::new();
+        for (address, state) in managed {
+            by_kind.entry(address.kind()).or_default().push((address, state));
+        }
+        for (kind, items) in by_kind {
+            let provider = providers.get(kind).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "{e}, so stack {:?} cannot be refreshed; plan with --refresh=false to use the recorded state",
+                        stack.name()
+                    ),
+                )
+            })?;
+            let requests: Vec<ReadRequest<'_>> = items
+                .iter()
+                .map(|(address, state)| ReadRequest {
+                    address,
+                    schema: stack.node(address).map_or(&crate::stack::REMOTE_STATE, |n| n.schema),
+                    inputs: &state.inputs,
+                    outputs: &state.outputs,
+                })
+                .collect();
+            let found = provider.read(kind, &requests).await?;
+            for ((address, state), observed) in items.iter().zip(found) {
+                match observed {
+                    Some(o) => {
+                        refreshed.resources.insert(
+                            (*address).clone(),
+                            ResourceState { inputs: o.inputs, outputs: o.outputs, ..(*state).clone() },
+                        );
+                    }
+                    None => {
+                        refreshed.resources.remove(*address);
+                    }
+                }
+            }
+        }
+    }
+    for node in stack.nodes().iter().filter(|n| n.address.mode() == Mode::Data) {
+        let values = match upstream.get(node.address.name()) {
+            Some(values) if node.address.kind() == "remote_state" => {
+                Some(Observed { inputs: node.inputs.clone(), outputs: values.clone() })
+            }
+            _ => {
+                let provider = providers.get(node.address.kind())?;
+                let empty = Attrs::new();
+                let request =
+                    ReadRequest { address: &node.address, schema: node.schema, inputs: &node.inputs, outputs: &empty };
+                provider.read(node.address.kind(), &[request]).await?.pop().flatten()
+            }
+        };
+        match values {
+            Some(o) => {
+                refreshed.resources.insert(
+                    node.address.clone(),
+                    ResourceState { inputs: o.inputs, outputs: o.outputs, dependencies: Vec::new(), generation: 0 },
+                );
+            }
+            None => {
+                refreshed.resources.remove(&node.address);
+            }
+        }
+    }
+    Ok(refreshed)
+}
+
+/// Applies a project plan: locks every planned stack, checks that no state moved since the plan was made
+/// (refusing before the first mutation otherwise), then applies stack by stack, stopping at the first
+/// stack that fails. Locks are released on every path.
+pub async fn apply(
+    project: &Project,
+    ws: &Workspace,
+    plan: &ProjectPlan,
+    options: &ApplyOptions,
+) -> Result<Vec<ApplyReport>> {
+    project.check()?;
+    let mut work: Vec<(&Stack, &Plan, Box<dyn StateStore>)> = Vec::new();
+    for p in &plan.stacks {
+        let stack = project.get(&p.stack).ok_or_else(|| {
+            Error::new(
+                ErrorKind::StalePlan,
+                format!("the plan is for stack {:?}, which the project does not have", p.stack),
+            )
+        })?;
+        work.push((stack, p, ws.store(stack)));
+    }
+    let operation = if plan.stacks.iter().any(|p| p.destroy) { "destroy" } else { "apply" };
+    let mut locked = Vec::new();
+    let result = async {
+        for (i, (_, _, store)) in work.iter().enumerate() {
+            store.lock(operation).await?;
+            locked.push(i);
+        }
+        let mut states = Vec::new();
+        for (stack, p, store) in &work {
+            let state = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
+            crate::apply::check_fresh(p, stack, &state)?;
+            states.push(state);
+        }
+        let mut reports = Vec::new();
+        for ((stack, p, store), state) in work.iter().zip(states) {
+            // Re-read the state of stacks applied earlier in this run through their data sources.
+            let report = apply_stack(p, stack, &ws.providers, store.as_ref(), state, options).await?;
+            let ok = report.is_success();
+            reports.push(report);
+            if !ok {
+                break;
+            }
+        }
+        Ok::<_, Error>(reports)
+    }
+    .await;
+    for i in locked {
+        let _ = work[i].2.unlock().await;
+    }
+    result
+}
+
+/// The recorded outputs of `stack`, sensitive values redacted unless `reveal` is true.
+pub async fn outputs(project: &Project, ws: &Workspace, stack: &str, reveal: bool) -> Result<BTreeMap<String, Attr>> {
+    let stack = selected(project, &[stack.to_owned()], false)?[0];
+    let state = ws.store(stack).load().await?.unwrap_or_else(|| State::new(stack.name()));
+    Ok(state
+        .outputs
+        .into_iter()
+        .map(|(k, o)| (k, if o.sensitive && !reveal { Attr::Sensitive } else { o.value }))
+        .collect())
+}
+
+/// Reads the cloud and records what it found (drift included) in the state, without changing the cloud.
+pub async fn refresh(project: &Project, ws: &Workspace, stack: &str, observer: &dyn Observer) -> Result<State> {
+    let stack = selected(project, &[stack.to_owned()], false)?[0];
+    let store = ws.store(stack);
+    store.lock("refresh").await?;
+    let result = async {
+        let prior = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
+        let mut refreshed = refresh_state(stack, &prior, &ws.providers, &BTreeMap::new(), true, observer).await?;
+        refreshed.resources.retain(|a, _| a.mode() == Mode::Managed);
+        if refreshed != prior {
+            refreshed.serial += 1;
+            store.save(&refreshed).await?;
+        }
+        Ok(refreshed)
+    }
+    .await;
+    let _ = store.unlock().await;
+    result
+}
+
+/// The recorded state of `stack`.
+pub async fn state(project: &Project, ws: &Workspace, stack: &str) -> Result<State> {
+    let stack = selected(project, &[stack.to_owned()], false)?[0];
+    Ok(ws.store(stack).load().await?.unwrap_or_else(|| State::new(stack.name())))
+}
+
+/// Releases a stale lock of `stack` whose id is `id`.
+pub async fn unlock(project: &Project, ws: &Workspace, stack: &str, id: &str) -> Result<()> {
+    let stack = selected(project, &[stack.to_owned()], false)?[0];
+    ws.store(stack).force_unlock(id).await
+}
+
+/// Reads another stack's recorded outputs for [`RemoteState`](crate::stack::RemoteState).
+#[derive(Debug)]
+struct RemoteStateReader {
+    state_dir: PathBuf,
+}
+
+#[async_trait]
+impl Provider for RemoteStateReader {
+    async fn read(&self, _kind: &str, requests: &[ReadRequest<'_>]) -> Result<Vec<Option<Observed>>> {
+        let mut out = Vec::new();
+        for r in requests {
+            let stack = r.inputs.get("stack").and_then(Attr::as_str).unwrap_or_default().to_owned();
+            let backend: Backend = r
+                .inputs
+                .get("backend")
+                .map(Attr::to_json)
+                .and_then(|j| serde_json::from_value(j).ok())
+                .unwrap_or_default();
+            let state = store_for(&self.state_dir, &stack, &backend).load().await?;
+            let outputs = state.map(|s| s.outputs.into_iter().map(|(k, o)| (k, o.value)).collect()).unwrap_or_default();
+            out.push(Some(Observed { inputs: r.inputs.clone(), outputs }));
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, ctx: &StepContext, _: &Attrs) -> Result<Observed> {
+        Err(Error::provider(&ctx.address, "remote state is read-only"))
+    }
+
+    async fn update(&self, ctx: &StepContext, _: &ResourceState, _: &Attrs) -> Result<Observed> {
+        Err(Error::provider(&ctx.address, "remote state is read-only"))
+    }
+
+    async fn delete(&self, _: &StepContext, _: &ResourceState) -> Result<()> {
+        Ok(())
+    }
+}

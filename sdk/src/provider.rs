@@ -1,0 +1,159 @@
+//! [`Provider`]: the only code that touches the outside world, and [`Providers`], the registry the engine
+//! dispatches through by resource kind.
+//!
+//! A provider reads many resources of one kind in one call (so refresh can batch: one `Describe*` per page,
+//! not one per resource), and creates, updates and deletes one resource at a time. It receives inputs with
+//! every reference resolved, and returns what it observed: the inputs as the cloud has them (the fields
+//! paranix manages, no more) and the outputs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use crate::address::Address;
+use crate::attr::Attrs;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Observer};
+use crate::schema::Schema;
+use crate::state::ResourceState;
+
+/// What a provider observed about one object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// The managed input fields, as the cloud has them.
+    pub inputs: Attrs,
+    /// The outputs.
+    pub outputs: Attrs,
+}
+
+/// One resource to read during refresh.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadRequest<'a> {
+    /// The resource.
+    pub address: &'a Address,
+    /// Its kind's schema.
+    pub schema: &'static Schema,
+    /// For managed resources the recorded state; for data sources `inputs` holds the resolved configuration.
+    pub inputs: &'a Attrs,
+    /// The recorded outputs (ids to look up by); empty for data sources.
+    pub outputs: &'a Attrs,
+}
+
+/// Context of one mutating call.
+pub struct StepContext {
+    /// The stack.
+    pub stack: String,
+    /// The resource.
+    pub address: Address,
+    /// Its kind's schema.
+    pub schema: &'static Schema,
+    /// How many times this address has been created (1 for the first create).
+    pub generation: u64,
+    observer: Arc<dyn Observer>,
+}
+
+impl StepContext {
+    pub(crate) fn new(
+        stack: &str,
+        address: Address,
+        schema: &'static Schema,
+        generation: u64,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
+        StepContext { stack: stack.to_owned(), address, schema, generation, observer }
+    }
+
+    /// An idempotency token for create calls: SHA-256 of stack, address and generation, hex (64 characters,
+    /// the longest `ClientToken` EC2 accepts). The same create retried after a crash sends the same token;
+    /// a deliberate re-create after a delete sends a new one.
+    pub fn idempotency_token(&self) -> String {
+        idempotency_token(&self.stack, &self.address, self.generation)
+    }
+
+    /// Reports progress (waiting for a state, bytes uploaded) to the run's observer.
+    pub fn progress(&self, message: impl Into<String>) {
+        self.observer.on_event(&Event::Progress {
+            stack: self.stack.clone(),
+            address: self.address.clone(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(crate) fn idempotency_token(stack: &str, address: &Address, generation: u64) -> String {
+    let digest = Sha256::digest(format!("paranix\0{stack}\0{address}\0{generation}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The seam between the engine and the outside world.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Reads every request (all of one kind) and returns, in the same order, what exists: `None` for an
+    /// object that is gone. Data sources return their values as `outputs`.
+    async fn read(&self, kind: &str, requests: &[ReadRequest<'_>]) -> Result<Vec<Option<Observed>>>;
+
+    /// Creates the object described by the resolved `inputs`.
+    async fn create(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed>;
+
+    /// Updates the object in place from `prior` to the resolved `inputs`.
+    async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed>;
+
+    /// Deletes the object; an object that is already gone is not an error.
+    async fn delete(&self, ctx: &StepContext, prior: &ResourceState) -> Result<()>;
+}
+
+/// The providers of a run, by resource kind, with an optional fallback for every other kind.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_kind: BTreeMap<String, Arc<dyn Provider>>,
+    fallback: Option<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// No providers: enough for offline plans of stacks with empty state.
+    pub fn new() -> Self {
+        Providers::default()
+    }
+
+    /// Registers `provider` for `kinds`.
+    pub fn register(mut self, kinds: &[&str], provider: Arc<dyn Provider>) -> Self {
+        for kind in kinds {
+            self.by_kind.insert((*kind).to_owned(), provider.clone());
+        }
+        self
+    }
+
+    /// Uses `provider` for every kind without a registered provider.
+    pub fn fallback(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.fallback = Some(provider);
+        self
+    }
+
+    /// Whether a provider is registered for exactly `kind` (the fallback does not count).
+    pub fn handles_exactly(&self, kind: &str) -> bool {
+        self.by_kind.contains_key(kind)
+    }
+
+    /// Whether some provider handles `kind`.
+    pub fn handles(&self, kind: &str) -> bool {
+        self.by_kind.contains_key(kind) || self.fallback.is_some()
+    }
+
+    /// The provider for `kind`, or an [`ErrorKind::NoProvider`] error naming the kind.
+    pub fn get(&self, kind: &str) -> Result<&Arc<dyn Provider>> {
+        self.by_kind.get(kind).or(self.fallback.as_ref()).ok_or_else(|| {
+            Error::new(ErrorKind::NoProvider, format!("no provider is configured for resources of kind `{kind}`"))
+        })
+    }
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers")
+            .field("kinds", &self.by_kind.keys().collect::<Vec<_>>())
+            .field("fallback", &self.fallback.is_some())
+            .finish()
+    }
+}

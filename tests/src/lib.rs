@@ -1,0 +1,1 @@
+//! Test support for the paranix integration tests (`tests/it`).
