@@ -159,8 +159,8 @@ in
           "/srv"
           "/var/lib"
           "/var/log"
-          # Inside /var/lib already; listed on its own because it holds the uid/gid allocations that must never
-          # be lost (impermanence warns when it is missing), and it stays persisted if /var/lib is narrowed.
+          # Inside /var/lib already. Listed on its own because it holds the uid/gid allocations, which must never
+          # be lost: it stays persisted if /var/lib is ever narrowed to a few service directories.
           "/var/lib/nixos"
         ];
         files = [ "/etc/machine-id" ];

@@ -3,7 +3,9 @@
 //! snapshots and AMIs are named from its store hash.
 //!
 //! Building (and plan-time evaluation) is done by the Nix provider; without it the image's outputs are
-//! `(known after apply)`.
+//! `(known after apply)`. Paths are relative to the project root (the directory holding `nix/` and
+//! `common/`), so plans are the same on every machine; the Nix provider resolves them and reports a
+//! missing file before anything is built or uploaded.
 
 use std::path::PathBuf;
 
@@ -111,12 +113,6 @@ impl Resource for Image {
         }
         if !["x86_64-linux", "aarch64-linux"].contains(&self.system.as_str()) {
             v.error("system", format!("{:?} is not one of x86_64-linux, aarch64-linux", self.system));
-        }
-        if !self.configuration.exists() {
-            v.error("configuration", format!("{} does not exist", self.configuration.display()));
-        }
-        if !self.image_nix.exists() {
-            v.error("image_nix", format!("{} does not exist", self.image_nix.display()));
         }
     }
 

@@ -57,11 +57,16 @@ fn every_nix_file_parses() {
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         ),
-        Err(error) => panic!("cannot run nix-instantiate ({error}): install Debian's nix-bin (apt-get install nix-bin)"),
+        Err(error) => {
+            panic!("cannot run nix-instantiate ({error}): install Debian's nix-bin (apt-get install nix-bin)")
+        }
     }
 
     let files = nix_files();
-    assert!(files.iter().any(|file| file.ends_with("common/paranoid.nix")), "the walk found no NixOS modules: {files:?}");
+    assert!(
+        files.iter().any(|file| file.ends_with("common/paranoid.nix")),
+        "the walk found no NixOS modules: {files:?}"
+    );
 
     let scratch = tempfile::tempdir().expect("a scratch directory for Nix's state");
     let mut failures = Vec::new();
@@ -79,7 +84,13 @@ fn every_nix_file_parses() {
             failures.push(format!("{}:\n{}", relative(file), String::from_utf8_lossy(&output.stderr).trim()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} Nix files do not parse:\n\n{}", failures.len(), files.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} Nix files do not parse:\n\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// NixOS option names that were removed or renamed after 21.05 (the blog's release), with what replaces them.
@@ -148,12 +159,19 @@ fn outdated_option_rules_catch_old_names_only() {
 /// The pins of nix/sources.json that the NixOS modules were written against (design notes: ami-nix.md section 3).
 const PINS: &[(&str, &str, &str)] = &[
     ("nixpkgs", "5880666fd9eb563038431edb35c2d0aa595884e6", "10pxdxabgigza11csyjnrpzr9afangd3vcfwjhmk8kpb94z5ji1r"),
-    ("impermanence", "7b1d382faf603b6d264f58627330f9faa5cba149", "1iip4kjrk09mnha9jhafvcg61g1d0g6pqnljzdp08zz6zk38jzyk"),
+    (
+        "impermanence",
+        "7b1d382faf603b6d264f58627330f9faa5cba149",
+        "1iip4kjrk09mnha9jhafvcg61g1d0g6pqnljzdp08zz6zk38jzyk",
+    ),
 ];
 
 /// The field of a sources.json entry as a string, or a failure naming the entry and the field.
 fn field<'a>(entry: &'a Value, source: &str, name: &str) -> &'a str {
-    entry.get(name).and_then(Value::as_str).unwrap_or_else(|| panic!("nix/sources.json: {source}.{name} is missing or not a string"))
+    entry
+        .get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("nix/sources.json: {source}.{name} is missing or not a string"))
 }
 
 // nix/sources.json is niv's format, read by nix/sources.nix. A pin bump must change rev, url and sha256 together;
@@ -171,7 +189,9 @@ fn sources_json_pins_the_expected_revisions() {
 
     for (source, rev, sha256) in PINS {
         let entry = &sources[*source];
-        for name in ["branch", "description", "homepage", "owner", "repo", "rev", "sha256", "type", "url", "url_template"] {
+        for name in
+            ["branch", "description", "homepage", "owner", "repo", "rev", "sha256", "type", "url", "url_template"]
+        {
             field(entry, source, name);
         }
         assert_eq!(field(entry, source, "rev"), *rev, "{source}.rev");
