@@ -78,7 +78,11 @@ pub(crate) fn topological_order<K: Ord + Clone + std::fmt::Display>(deps: &BTree
     let names: Vec<String> = cycle.iter().map(ToString::to_string).collect();
     Err(Error::new(
         ErrorKind::Cycle,
-        format!("dependency cycle: {} -> {}", names.join(" -> "), names.first().map_or("", String::as_str)),
+        format!(
+            "dependency cycle (each depends on the next): {} -> {}",
+            names.join(" -> "),
+            names.first().map_or("", String::as_str)
+        ),
     ))
 }
 
@@ -135,6 +139,6 @@ mod tests {
         ]);
         let err = topological_order(&deps).expect_err("cyclic");
         assert_eq!(err.kind(), ErrorKind::Cycle);
-        assert_eq!(err.to_string(), "dependency cycle: t.x -> t.y -> t.z -> t.x");
+        assert_eq!(err.to_string(), "dependency cycle (each depends on the next): t.x -> t.y -> t.z -> t.x");
     }
 }

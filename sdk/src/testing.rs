@@ -59,7 +59,9 @@ pub enum Call {
 
 #[derive(Default)]
 struct Cloud {
-    objects: BTreeMap<Address, Observed>,
+    /// Objects in creation order: their address, and what they hold. Objects are found by their `id`
+    /// output when they have one (so a create-before-destroy pair can exist side by side), else by address.
+    objects: Vec<(Address, Observed)>,
     calls: Vec<Call>,
     failures: BTreeMap<Address, String>,
     next_id: u64,
@@ -100,9 +102,14 @@ impl MemoryCloud {
         self.cloud().calls.clone()
     }
 
-    /// The objects that exist now.
+    /// The objects that exist now, by address (the newest when an address has two).
     pub fn objects(&self) -> BTreeMap<Address, Observed> {
-        self.cloud().objects.clone()
+        self.cloud().objects.iter().cloned().collect()
+    }
+
+    /// How many objects exist now (counting both halves of an unfinished create-before-destroy).
+    pub fn object_count(&self) -> usize {
+        self.cloud().objects.len()
     }
 
     /// The most mutating calls that ran at the same time.
@@ -112,14 +119,14 @@ impl MemoryCloud {
 
     /// Changes an input of an existing object behind paranix's back (drift).
     pub fn drift(&self, address: &Address, field: &str, value: Attr) {
-        if let Some(o) = self.cloud().objects.get_mut(address) {
+        if let Some((_, o)) = self.cloud().objects.iter_mut().rev().find(|(a, _)| a == address) {
             o.inputs.insert(field.to_owned(), value);
         }
     }
 
     /// Deletes an object behind paranix's back.
     pub fn remove(&self, address: &Address) {
-        self.cloud().objects.remove(address);
+        self.cloud().objects.retain(|(a, _)| a != address);
     }
 
     async fn mutate<T>(&self, call: Call, address: &Address, f: impl FnOnce(&mut Cloud) -> T) -> Result<T> {
@@ -139,6 +146,16 @@ impl MemoryCloud {
         };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         result
+    }
+}
+
+impl Cloud {
+    /// The position of the object recorded with `outputs` at `address`.
+    fn find(&self, address: &Address, outputs: &Attrs) -> Option<usize> {
+        match outputs.get("id") {
+            Some(id) => self.objects.iter().position(|(a, o)| a == address && o.outputs.get("id") == Some(id)),
+            None => self.objects.iter().rposition(|(a, _)| a == address),
+        }
     }
 }
 
@@ -168,7 +185,7 @@ impl Provider for MemoryCloud {
         Ok(requests
             .iter()
             .map(|r| match r.address.mode() {
-                Mode::Managed => cloud.objects.get(r.address).cloned(),
+                Mode::Managed => cloud.find(r.address, r.outputs).map(|i| cloud.objects[i].1.clone()),
                 Mode::Data => Some(Observed { inputs: r.inputs.clone(), outputs: Attrs::new() }),
             })
             .collect())
@@ -178,7 +195,7 @@ impl Provider for MemoryCloud {
         self.mutate(Call::Create(ctx.address.clone()), &ctx.address, |cloud| {
             cloud.next_id += 1;
             let observed = Observed { inputs: inputs.clone(), outputs: invent_outputs(ctx, cloud.next_id, inputs) };
-            cloud.objects.insert(ctx.address.clone(), observed.clone());
+            cloud.objects.push((ctx.address.clone(), observed.clone()));
             observed
         })
         .await
@@ -187,15 +204,20 @@ impl Provider for MemoryCloud {
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
         self.mutate(Call::Update(ctx.address.clone()), &ctx.address, |cloud| {
             let observed = Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() };
-            cloud.objects.insert(ctx.address.clone(), observed.clone());
+            match cloud.find(&ctx.address, &prior.outputs) {
+                Some(i) => cloud.objects[i].1 = observed.clone(),
+                None => cloud.objects.push((ctx.address.clone(), observed.clone())),
+            }
             observed
         })
         .await
     }
 
-    async fn delete(&self, ctx: &StepContext, _prior: &ResourceState) -> Result<()> {
+    async fn delete(&self, ctx: &StepContext, prior: &ResourceState) -> Result<()> {
         self.mutate(Call::Delete(ctx.address.clone()), &ctx.address, |cloud| {
-            cloud.objects.remove(&ctx.address);
+            if let Some(i) = cloud.find(&ctx.address, &prior.outputs) {
+                cloud.objects.remove(i);
+            }
         })
         .await
     }

@@ -7,3 +7,21 @@ mod printerfacts_stacks;
 
 /// Plans of the printerfacts stacks, snapshot-tested.
 mod printerfacts;
+
+/// Test fixtures shared by the modules below.
+mod support;
+
+/// A resource kind defined outside paranix.
+mod kinds;
+
+/// The planner: actions, reasons, lifecycle options, errors, redaction.
+mod planner;
+
+/// The executor: concurrency, ordering, failures, saved plans.
+mod executor;
+
+/// Property tests over random graphs.
+mod property;
+
+/// The NixOS side: every .nix file parses, no renamed option names remain, the pins are right.
+mod nix_files;

@@ -32,7 +32,8 @@ async fn applied(dir: &std::path::Path) -> (Workspace, MemoryCloud) {
 /// Rewrites one recorded input of one resource in a stack's state file (a "recorded state" fixture).
 fn edit_state(dir: &std::path::Path, stack: &str, address: &str, field: &str, value: serde_json::Value) {
     let path = dir.join(format!("{stack}.json"));
-    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
     state["resources"][address]["inputs"][field] = value;
     std::fs::write(&path, serde_json::to_string_pretty(&state).expect("json")).expect("write");
 }

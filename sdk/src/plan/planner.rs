@@ -322,7 +322,7 @@ fn merged(state: &ResourceState) -> Attrs {
 }
 
 fn redact_value(sensitive: bool, value: &Attr) -> Attr {
-    if sensitive && value.is_known() { Attr::Sensitive } else { value.clone() }
+    if sensitive && value.is_known() && *value != Attr::Null { Attr::Sensitive } else { value.clone() }
 }
 
 /// Replaces the values of sensitive attributes with [`Attr::Sensitive`].

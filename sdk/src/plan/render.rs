@@ -256,6 +256,11 @@ fn render_diffs(out: &mut Out<'_>, diffs: &[AttrDiff], indent: usize, replace: b
 fn render_diffs_aligned(out: &mut Out<'_>, diffs: &[AttrDiff], indent: usize, replace: bool, width: usize) {
     for d in diffs {
         let note = if replace && d.forces_replacement { " # forces replacement" } else { "" };
+        if d.sensitive && d.before.is_some() && d.after.is_some() {
+            // Both sides are redacted, so they look equal; say only that the value changes.
+            out.line(indent, Sym::Change, &format!("{:width$} = (sensitive value){note}", key(&d.field)));
+            continue;
+        }
         render_entry(out, indent, &key(&d.field), width, d.before.as_ref(), d.after.as_ref(), note);
     }
 }

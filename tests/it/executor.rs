@@ -1,0 +1,206 @@
+//! The executor against the in-memory cloud: concurrency, ordering, failures, saved plans.
+
+use std::time::Duration;
+
+use paranix::ops::PlanRequest;
+use paranix::prelude::*;
+use paranix::testing::Call;
+
+use crate::kinds::{Thing, id};
+use crate::support::{Env, one};
+
+fn creates(calls: &[Call]) -> Vec<String> {
+    calls.iter().filter_map(|c| if let Call::Create(a) = c { Some(a.name().to_owned()) } else { None }).collect()
+}
+
+fn deletes(calls: &[Call]) -> Vec<String> {
+    calls.iter().filter_map(|c| if let Call::Delete(a) = c { Some(a.name().to_owned()) } else { None }).collect()
+}
+
+fn independent(n: usize) -> Project {
+    let mut stack = Stack::new("wide");
+    for i in 0..n {
+        stack.add(Thing::new(&format!("t{i:02}")));
+    }
+    one(stack)
+}
+
+#[tokio::test]
+async fn independent_steps_run_concurrently_up_to_the_limit() {
+    // 24 independent resources, each create held for 20 ms: the cloud sees exactly `parallelism` calls at
+    // once, never more (observed by counting calls in flight, not by timing).
+    for parallelism in [1, 4, 10] {
+        let env = Env::new();
+        env.cloud.set_delay(Duration::from_millis(20));
+        let project = independent(24);
+        let plan = env.plan(&project).await;
+        let reports = env.apply(&project, &plan, parallelism).await;
+        assert!(reports[0].is_success());
+        assert_eq!(env.cloud.max_in_flight(), parallelism, "parallelism {parallelism}");
+        assert_eq!(reports[0].max_in_flight, parallelism);
+    }
+}
+
+#[tokio::test]
+async fn creates_follow_dependencies_and_deletes_run_in_reverse() {
+    let env = Env::new();
+    let mut stack = Stack::new("chain");
+    let a = stack.add(Thing::new("a"));
+    let b = stack.add(Thing::new("b").uses(&a));
+    stack.add(Thing::new("c").uses(&b));
+    let project = one(stack);
+    env.up(&project).await;
+    assert_eq!(creates(&env.cloud.calls()), ["a", "b", "c"]);
+    env.destroy(&project).await;
+    assert_eq!(deletes(&env.cloud.calls()), ["c", "b", "a"]);
+    assert!(env.cloud.objects().is_empty());
+    let state = env.state(&project, "chain").await;
+    assert!(state.resources.is_empty() && state.pending.is_empty(), "{state:?}");
+}
+
+#[tokio::test]
+async fn a_failing_step_stops_new_work_and_the_state_matches_what_was_done() {
+    // a and b are independent roots; c depends on b. b fails: a completes, c never starts, and the state
+    // holds exactly what the cloud holds.
+    let env = Env::new();
+    let mut stack = Stack::new("s");
+    stack.add(Thing::new("a"));
+    let b = stack.add(Thing::new("b"));
+    stack.add(Thing::new("c").uses(&b));
+    let project = one(stack);
+    env.cloud.fail(&"test_thing.b".parse().expect("address"), "InternalError: the cloud is on fire");
+
+    let plan = env.plan(&project).await;
+    let report = env.apply(&project, &plan, 1).await.remove(0);
+    assert!(!report.is_success());
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.failed[0].2.contains("the cloud is on fire"));
+    assert_eq!(report.not_started.iter().map(|(a, _)| a.name()).collect::<Vec<_>>(), ["c"]);
+    let err = report.into_result().expect_err("failed");
+    assert!(err.to_string().contains("test_thing.b (Create): test_thing.b: InternalError"), "{err}");
+
+    let state = env.state(&project, "s").await;
+    let recorded: Vec<&str> = state.resources.keys().map(|a| a.name()).collect();
+    let existing: Vec<String> = env.cloud.objects().keys().map(|a| a.name().to_owned()).collect();
+    assert_eq!(recorded, existing);
+    assert_eq!(recorded, ["a"]);
+    assert!(state.pending.is_empty());
+}
+
+#[tokio::test]
+async fn a_saved_plan_is_refused_once_the_state_moved_on() {
+    let env = Env::new();
+    let build = |value: &str| {
+        let mut stack = Stack::new("s");
+        stack.add(Thing::new("a").value(value));
+        one(stack)
+    };
+    env.up(&build("v1")).await;
+    let saved = env.plan(&build("v2")).await;
+    // Someone else applies in between.
+    env.up(&build("v3")).await;
+    let calls = env.cloud.calls().len();
+    let options = paranix::apply::ApplyOptions::default();
+    let err = paranix::ops::apply(&build("v2"), &env.ws, &saved, &options).await.expect_err("stale");
+    assert_eq!(err.kind(), ErrorKind::StalePlan);
+    assert!(err.to_string().contains("it was made against lineage"), "{err}");
+    assert_eq!(env.cloud.calls().len(), calls, "refused before the first call");
+}
+
+#[tokio::test]
+async fn a_saved_plan_is_refused_when_the_configuration_changed() {
+    let env = Env::new();
+    let build = |value: &str| {
+        let mut stack = Stack::new("s");
+        stack.add(Thing::new("a").value(value));
+        one(stack)
+    };
+    let saved = env.plan(&build("v1")).await;
+    let err = paranix::ops::apply(&build("v2"), &env.ws, &saved, &Default::default()).await.expect_err("stale");
+    assert_eq!(err.kind(), ErrorKind::StalePlan);
+    assert!(err.to_string().contains("the configuration changed"), "{err}");
+    assert!(env.cloud.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_saved_plan_survives_a_round_trip_through_its_file() {
+    let env = Env::new();
+    let mut stack = Stack::new("s");
+    stack.add(Thing::new("a").secret("do-not-write-me"));
+    let project = one(stack);
+    let plan = env.plan(&project).await;
+    let text = plan.to_json();
+    assert!(!text.contains("do-not-write-me"));
+    let loaded = paranix::plan::ProjectPlan::from_json(&text).expect("parse");
+    assert_eq!(loaded, plan);
+    for report in env.apply(&project, &loaded, 10).await {
+        report.into_result().expect("applies");
+    }
+    assert!(env.plan(&project).await.is_empty());
+}
+
+#[tokio::test]
+async fn replacement_deletes_first_unless_create_before_destroy() {
+    for cbd in [false, true] {
+        let env = Env::new();
+        let build = |size: i64| {
+            let mut stack = Stack::new("s");
+            let thing = Thing::new("a").size(size);
+            let thing = if cbd { thing.create_before_destroy() } else { thing };
+            let a = stack.add(thing);
+            stack.add(Thing::new("user").uses(&a));
+            one(stack)
+        };
+        env.up(&build(1)).await;
+        let before = env.cloud.calls().len();
+        let plan = env.plan(&build(2)).await;
+        assert!(plan.to_string().contains(if cbd { "+/- resource" } else { "-/+ resource" }), "{plan}");
+        env.apply(&build(2), &plan, 10).await.remove(0).into_result().expect("applies");
+        let calls: Vec<String> = env.cloud.calls()[before..]
+            .iter()
+            .filter_map(|c| match c {
+                Call::Create(a) => Some(format!("create {}", a.name())),
+                Call::Update(a) => Some(format!("update {}", a.name())),
+                Call::Delete(a) => Some(format!("delete {}", a.name())),
+                Call::Read(..) => None,
+            })
+            .collect();
+        let expected: &[&str] =
+            if cbd { &["create a", "update user", "delete a"] } else { &["delete a", "create a", "update user"] };
+        assert_eq!(calls, expected, "create_before_destroy = {cbd}");
+        let after = env.plan(&build(2)).await;
+        assert!(after.is_empty(), "cbd={cbd}: {after}");
+        let state = env.state(&build(2), "s").await;
+        assert!(state.deposed.is_empty());
+        // The new object is generation 2: a fresh idempotency token, never the deleted one's.
+        assert_eq!(state.resources[&"test_thing.a".parse().expect("address")].generation, 2);
+    }
+}
+
+#[tokio::test]
+async fn state_is_persisted_after_every_step_with_an_intent_before_each_call() {
+    let env = Env::new();
+    let serials = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = serials.clone();
+    let observer = std::sync::Arc::new(move |e: &paranix::events::Event| {
+        if let paranix::events::Event::StatePersisted { serial, .. } = e {
+            seen.lock().expect("mutex").push(*serial);
+        }
+    });
+    let project = independent(3);
+    let plan = env.plan(&project).await;
+    let options = paranix::apply::ApplyOptions { observer, parallelism: 1, ..Default::default() };
+    paranix::ops::apply(&project, &env.ws, &plan, &options).await.expect("apply").remove(0).into_result().expect("ok");
+    // Three creates, each journaled (intent) and recorded (outcome), then the outputs write is skipped
+    // because there are none: six writes with consecutive serials.
+    assert_eq!(*serials.lock().expect("mutex"), [1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_destroy_of_a_stack_with_nothing_in_state_changes_nothing() {
+    let env = Env::new();
+    let project = independent(2);
+    let plan = env.plan_with(&project, &PlanRequest { destroy: true, ..Default::default() }).await;
+    assert!(plan.is_empty());
+    let _ = id;
+}
