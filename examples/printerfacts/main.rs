@@ -1,12 +1,53 @@
 //! The reference workflow, "Paranoid NixOS on AWS": `cargo run --example printerfacts -- [plan|up|destroy|...]`.
 //!
-//! With no AWS account and no network, `plan` (the default) prints the whole plan of the three stacks.
+//! With no AWS account and no network, `plan` (the default) prints the whole plan of the three stacks. With
+//! `--sandbox` everything runs against a local AWS emulator. The disk image is built by Nix, or taken from
+//! `PRINTERFACTS_IMAGE=<file>`; in the sandbox without one, a small placeholder disk stands in for it (moto
+//! boots nothing, and building the NixOS image needs nixpkgs).
 
+#![allow(clippy::print_stderr, reason = "an example program talks to its user")]
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[allow(dead_code, reason = "shared with the snapshot tests, which use every item")]
 mod stacks;
 
+use stacks::ImageSource;
+
 fn main() -> ExitCode {
-    paranix::cli::run(stacks::project(), paranix::provider::Providers::new())
+    let sandbox = std::env::args().any(|a| a == "--sandbox");
+    let source = match std::env::var_os("PRINTERFACTS_IMAGE") {
+        Some(path) => ImageSource::File(PathBuf::from(path)),
+        None if sandbox => match placeholder_image() {
+            Ok(path) => {
+                eprintln!(
+                    "[sandbox] no NixOS image (PRINTERFACTS_IMAGE is unset); a placeholder disk stands in: {}",
+                    path.display()
+                );
+                ImageSource::File(path)
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the sandbox placeholder disk: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => ImageSource::Nix,
+    };
+    paranix::cli::run(stacks::project_with(&source))
+}
+
+/// A 64 MiB sparse raw disk with a recognisable first block, made once and kept (its identity must not
+/// change between runs, or every run would upload it again).
+fn placeholder_image() -> std::io::Result<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("PARANIX_STATE_DIR").unwrap_or_else(|| ".paranix".into())).join("sandbox");
+    let path = dir.join("placeholder-disk.raw");
+    if !path.exists() {
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::File::create(&path)?;
+        use std::io::Write;
+        (&file).write_all(b"paranix sandbox placeholder disk: not a NixOS image\n")?;
+        file.set_len(64 << 20)?;
+    }
+    Ok(path)
 }

@@ -8,8 +8,19 @@
 //!
 //! Shared by the example binary and the snapshot tests (`tests/it/printerfacts.rs`).
 
+use std::path::PathBuf;
+
 use paranix::nixos;
 use paranix::prelude::*;
+
+/// Where the disk image comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum ImageSource {
+    /// Built by Nix from `common/` and `examples/printerfacts/host.nix` (the reference workflow).
+    Nix,
+    /// A disk image file built elsewhere (`.vhd` files are imported as VHD, anything else as RAW).
+    File(PathBuf),
+}
 
 /// The AMI id the `aws_image` stack exports and the `printerfacts` stack reads.
 pub(crate) const AMI_ID: OutputKey<ImageId> = OutputKey::new("ami_id");
@@ -26,10 +37,10 @@ pub(crate) fn bootstrap() -> Stack {
     stack
 }
 
-/// The NixOS image and everything that turns it into an AMI (the seed's S3 + ImportSnapshot path).
-pub(crate) fn aws_image() -> Stack {
-    let mut stack = Stack::new("aws_image");
-    let image = stack.add(nixos::Image::new("printerfacts", "examples/printerfacts/host.nix").format("vpc"));
+/// The NixOS image and everything that turns it into an AMI (the seed's S3 + ImportSnapshot path). Its
+/// state lives in the bootstrap stack's bucket.
+pub(crate) fn aws_image(source: &ImageSource) -> Stack {
+    let mut stack = Stack::new("aws_image").backend(Backend::s3(STATE_BUCKET, "aws_image"));
     let images = stack.add(s3::Bucket::new("images").bucket(IMAGES_BUCKET).tag("Project", "printerfacts"));
 
     let vmimport = stack.add(
@@ -65,14 +76,21 @@ pub(crate) fn aws_image() -> Stack {
         ),
     );
 
-    let object = stack.add(
-        s3::Object::new("nixos")
-            .bucket(images.name())
-            .key("printerfacts/nixos-amazon-image.vhd")
-            .source_output(image.file(), image.identity()),
-    );
+    let object = s3::Object::new("nixos").bucket(images.name()).key("printerfacts/nixos-amazon-image");
+    let (object, format, boot_mode): (_, _, Value<String>) = match source {
+        ImageSource::Nix => {
+            let image = stack.add(nixos::Image::new("printerfacts", "examples/printerfacts/host.nix").format("vpc"));
+            (object.source_output(image.file(), image.identity()), "VHD", image.boot_mode().into())
+        }
+        ImageSource::File(path) => {
+            let vhd = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("vhd"));
+            (object.source_file(path), if vhd { "VHD" } else { "RAW" }, "legacy-bios".into())
+        }
+    };
+    let object = stack.add(object);
     let snapshot = stack.add(
         ec2::SnapshotImport::new("nixos")
+            .format(format)
             .from_object(&object)
             .role_name(vmimport.name())
             .description("NixOS image for printerfacts")
@@ -82,7 +100,7 @@ pub(crate) fn aws_image() -> Stack {
         ec2::Image::new("nixos")
             .image_name("printerfacts-nixos")
             .root_snapshot(snapshot.id())
-            .boot_mode(image.boot_mode())
+            .boot_mode(boot_mode)
             .root_volume_size_gib(8)
             .tag("Project", "printerfacts"),
     );
@@ -90,9 +108,10 @@ pub(crate) fn aws_image() -> Stack {
     stack
 }
 
-/// The host: key pair, security group (the seed's rules), instance.
+/// The host: key pair, security group (the seed's rules), instance. Its state lives in the bootstrap
+/// stack's bucket.
 pub(crate) fn printerfacts(aws_image: &Stack) -> Stack {
-    let mut stack = Stack::new("printerfacts");
+    let mut stack = Stack::new("printerfacts").backend(Backend::s3(STATE_BUCKET, "printerfacts"));
     let image = stack.add(RemoteState::of(aws_image));
     let key = stack.add(ec2::KeyPair::generate("deployer"));
     let group = stack.add(
@@ -117,9 +136,14 @@ pub(crate) fn printerfacts(aws_image: &Stack) -> Stack {
     stack
 }
 
-/// The three stacks, in the order they are applied.
+/// The three stacks, in the order they are applied, with the image built by Nix.
 pub(crate) fn project() -> Project {
-    let aws_image = aws_image();
+    project_with(&ImageSource::Nix)
+}
+
+/// The three stacks, with the image from `source`.
+pub(crate) fn project_with(source: &ImageSource) -> Project {
+    let aws_image = aws_image(source);
     let printerfacts = printerfacts(&aws_image);
     Project::new().stack(bootstrap()).stack(aws_image).stack(printerfacts)
 }

@@ -164,9 +164,9 @@ pub async fn apply(
     check_fresh(plan, stack, &state)?;
     // Every kind the plan touches must have a provider before the first mutation, not halfway through.
     for change in plan.changes.iter().filter(|c| c.action != Action::NoOp || c.address.mode() == Mode::Data) {
-        providers.get(change.address.kind()).map_err(|e| {
-            Error::new(e.kind(), format!("{e} (needed for {}); nothing was changed", change.address))
-        })?;
+        providers
+            .get(change.address.kind())
+            .map_err(|e| Error::new(e.kind(), format!("{e} (needed for {}); nothing was changed", change.address)))?;
     }
     let graph = StepGraph::build(plan, stack)?;
     let started = Instant::now();

@@ -26,11 +26,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::address::Address;
 use crate::apply::{ApplyOptions, ApplyReport, Cancel, DEFAULT_PARALLELISM};
 use crate::attr::Attr;
+use crate::aws::{AwsContext, AwsOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Observer};
 use crate::ops::{self, PlanRequest, Workspace};
 use crate::plan::{Action, ProjectPlan, RenderOptions};
-use crate::provider::Providers;
+use crate::sandbox::Sandbox;
 use crate::stack::Project;
 
 /// Command-line arguments of a paranix program.
@@ -49,6 +50,15 @@ pub struct Cli {
     /// Never use colours.
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Run against a local AWS emulator (moto) started for the sandbox; state under `<state-dir>/sandbox`.
+    #[arg(long, global = true)]
+    pub sandbox: bool,
+    /// The AWS region (default: from the environment or profile).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// An endpoint for every AWS service (a local emulator).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
     /// The command (default: plan).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -119,6 +129,16 @@ pub enum Command {
     /// Inspect or repair state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Manage the sandbox server.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+/// `sandbox` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Stop the sandbox server (its resources are gone with it; delete `<state-dir>/sandbox` too).
+    Stop,
 }
 
 /// `state` subcommands.
@@ -138,13 +158,16 @@ pub enum StateCommand {
     },
 }
 
-/// Parses the process arguments and runs the command against `project`. Returns the exit code.
-pub fn run(project: Project, providers: Providers) -> ExitCode {
-    run_with_args(project, providers, std::env::args_os())
+/// Parses the process arguments and runs the command against `project`, talking to AWS when it is
+/// configured (a region from the environment, a profile or `--region`), or to the sandbox with `--sandbox`.
+/// Returns the exit code.
+pub fn run(project: Project) -> ExitCode {
+    run_with(project, |ws| ws, std::env::args_os())
 }
 
-/// Like [`run`] with explicit arguments (the first is the program name).
-pub fn run_with_args<I, T>(project: Project, providers: Providers, args: I) -> ExitCode
+/// Like [`run`], with explicit arguments (the first is the program name) and a hook that adjusts the
+/// [`Workspace`] (extra providers, say) before the command runs.
+pub fn run_with<I, T>(project: Project, configure: impl FnOnce(Workspace) -> Workspace + 'static, args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -163,7 +186,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(project, providers, cli)) {
+    match runtime.block_on(execute(project, Box::new(configure), cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -214,8 +237,61 @@ impl Observer for Ui {
     }
 }
 
-async fn execute(project: Project, providers: Providers, cli: Cli) -> Result<ExitCode> {
-    let ws = Workspace::new(&cli.state_dir).with_providers(|p| merge(p, providers));
+type Configure = Box<dyn FnOnce(Workspace) -> Workspace>;
+
+async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<ExitCode> {
+    if let Some(Command::Sandbox(SandboxCommand::Stop)) = &cli.command {
+        let stopped = Sandbox::stop(&cli.state_dir)?;
+        println!("{}", if stopped { "Stopped the sandbox server." } else { "No sandbox server was running." });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut options =
+        AwsOptions { region: cli.region.clone(), endpoint_url: cli.endpoint_url.clone(), ..AwsOptions::default() };
+    let mut state_dir = cli.state_dir.clone();
+    if cli.sandbox {
+        let sandbox = Sandbox::start_or_reuse(&cli.state_dir)?;
+        eprintln!(
+            "[sandbox] AWS is a local emulator at {} (pid {}); nothing leaves this machine.",
+            sandbox.endpoint(),
+            sandbox.pid
+        );
+        state_dir = Sandbox::dir(&cli.state_dir);
+        options.endpoint_url = Some(sandbox.endpoint());
+        options.region.get_or_insert_with(|| "us-east-1".to_owned());
+        options.static_credentials = Some(("sandbox".to_owned(), "sandbox".to_owned()));
+        // The emulator answers at once; polling it every 5 s would only slow the sandbox down.
+        options.poll_interval = Some(std::time::Duration::from_millis(200));
+    }
+    let aws = match AwsContext::load(&options).await {
+        Ok(ctx) => Some(Arc::new(ctx)),
+        // No region anywhere: AWS is not configured, so plans are made offline.
+        Err(e) if e.kind() == ErrorKind::Usage && !cli.sandbox => None,
+        Err(e) => return Err(e),
+    };
+    let mut ws = Workspace::new(&state_dir);
+    if let Some(aws) = &aws {
+        ws = ws.with_aws(aws.clone());
+    }
+    let ws = configure(ws);
+    let code = run_command(&project, &ws, cli).await;
+    if let Some(aws) = &aws {
+        let counts = aws.request_counts().snapshot();
+        if !counts.is_empty() {
+            let list: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            eprintln!(
+                "{}AWS requests: {} ({})",
+                if aws.endpoint_url().is_some() { "[sandbox] " } else { "" },
+                aws.request_counts().total(),
+                list.join(", ")
+            );
+        }
+    }
+    code
+}
+
+async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<ExitCode> {
+    let project = project.clone();
+    let ws = ws.clone();
     let color = !cli.no_color && !cli.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let ui = Arc::new(Ui { json: cli.json, color });
     let render = RenderOptions { color };
@@ -325,6 +401,7 @@ async fn execute(project: Project, providers: Providers, cli: Cli) -> Result<Exi
             }
             Err(Error::new(ErrorKind::Usage, format!("{address} is not in any selected stack's state")))
         }
+        Command::Sandbox(SandboxCommand::Stop) => Ok(ExitCode::SUCCESS),
         Command::State(StateCommand::Unlock { id }) => {
             let names = stack_names(&project, &cli.stacks);
             let mut last = None;
@@ -340,18 +417,6 @@ async fn execute(project: Project, providers: Providers, cli: Cli) -> Result<Exi
             Err(last.unwrap_or_else(|| Error::new(ErrorKind::Usage, "no stack selected")))
         }
     }
-}
-
-fn merge(mut base: Providers, extra: Providers) -> Providers {
-    // The caller's providers win; the remote state reader stays unless the caller registers its own.
-    let remote = base.get("remote_state").ok().cloned();
-    base = extra;
-    if let Some(reader) = remote
-        && !base.handles_exactly("remote_state")
-    {
-        base = base.register(&["remote_state"], reader);
-    }
-    base
 }
 
 fn stack_names(project: &Project, selected: &[String]) -> Vec<String> {

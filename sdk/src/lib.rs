@@ -35,7 +35,7 @@
 //! assert!(plan.to_string().contains("(known after apply)"));
 //! ```
 //!
-//! A program hands its [`Project`](stack::Project) to [`cli::run`] and gets `plan`, `up`, `destroy`,
+//! A program hands its [`Project`](stack::Project) to `cli::run` and gets `plan`, `up`, `destroy`,
 //! `refresh`, `output` and `state` subcommands; an internal tool calls [`ops`] directly and reads plans and
 //! events as data.
 //!
@@ -85,6 +85,8 @@ pub mod plan;
 pub mod prelude;
 pub mod provider;
 pub mod resource;
+#[cfg(feature = "cli")]
+pub mod sandbox;
 pub mod schema;
 pub mod stack;
 pub mod state;

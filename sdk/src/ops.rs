@@ -10,29 +10,47 @@ use async_trait::async_trait;
 use crate::address::{Address, Mode};
 use crate::apply::{ApplyOptions, ApplyReport, apply as apply_stack};
 use crate::attr::{Attr, Attrs};
+use crate::aws::AwsContext;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Observer};
 use crate::plan::{Action, Plan, PlanOptions, ProjectPlan, plan as plan_stack};
 use crate::provider::{Observed, Provider, Providers, ReadRequest, StepContext};
 use crate::stack::{Backend, Project, Stack};
-use crate::state::{LocalStore, ResourceState, State, StateStore};
+use crate::state::{LocalStore, ResourceState, S3Store, State, StateStore};
 
-/// Where a run keeps local state and which providers it talks through.
+/// Where a run keeps local state, how it reaches AWS, and which providers it talks through.
 #[derive(Clone, Debug)]
 pub struct Workspace {
     /// The directory of stacks with [`Backend::Local`] (`.paranix` by default).
     pub state_dir: PathBuf,
     /// Providers by kind. The remote state reader is always present.
     pub providers: Providers,
+    /// AWS, when configured: S3 state stores and the AWS providers use it.
+    pub aws: Option<Arc<AwsContext>>,
+    /// Keep every stack's state in `state_dir`, whatever its backend says (tests, experiments).
+    pub local_state_only: bool,
 }
 
 impl Workspace {
     /// A workspace keeping local state in `state_dir`, with no cloud providers (offline planning only).
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         let state_dir = state_dir.into();
-        let providers =
-            Providers::new().register(&["remote_state"], Arc::new(RemoteStateReader { state_dir: state_dir.clone() }));
-        Workspace { state_dir, providers }
+        let reader = RemoteStateReader { state_dir: state_dir.clone(), aws: None, local_state_only: false };
+        let providers = Providers::new().register(&["remote_state"], Arc::new(reader));
+        Workspace { state_dir, providers, aws: None, local_state_only: false }
+    }
+
+    /// Talks to AWS through `aws`: registers the providers of every AWS kind and enables S3 state.
+    pub fn with_aws(mut self, aws: Arc<AwsContext>) -> Self {
+        let reader = RemoteStateReader {
+            state_dir: self.state_dir.clone(),
+            aws: Some(aws.clone()),
+            local_state_only: self.local_state_only,
+        };
+        self.providers =
+            crate::aws::providers(aws.clone(), self.providers).register(&["remote_state"], Arc::new(reader));
+        self.aws = Some(aws);
+        self
     }
 
     /// Adds providers (in addition to the remote state reader).
@@ -41,17 +59,41 @@ impl Workspace {
         self
     }
 
-    /// The state store of `stack`.
-    pub fn store(&self, stack: &Stack) -> Box<dyn StateStore> {
-        store_for(&self.state_dir, stack.name(), stack.state_backend())
+    /// Keeps every stack's state in the state directory, whatever its backend says.
+    pub fn with_local_state_only(mut self) -> Self {
+        self.local_state_only = true;
+        let reader =
+            RemoteStateReader { state_dir: self.state_dir.clone(), aws: self.aws.clone(), local_state_only: true };
+        self.providers = self.providers.register(&["remote_state"], Arc::new(reader));
+        self
+    }
+
+    /// The state store of `stack`; fails for S3 state when AWS is not configured.
+    pub fn store(&self, stack: &Stack) -> Result<Box<dyn StateStore>> {
+        let backend = if self.local_state_only { &Backend::Local } else { stack.state_backend() };
+        store_for(&self.state_dir, self.aws.as_ref(), stack.name(), backend)
     }
 }
 
-fn store_for(state_dir: &std::path::Path, stack: &str, backend: &Backend) -> Box<dyn StateStore> {
-    match backend {
+fn store_for(
+    state_dir: &std::path::Path,
+    aws: Option<&Arc<AwsContext>>,
+    stack: &str,
+    backend: &Backend,
+) -> Result<Box<dyn StateStore>> {
+    Ok(match backend {
         Backend::Local => Box::new(LocalStore::new(state_dir, stack)),
         Backend::LocalDir { dir } => Box::new(LocalStore::new(dir, stack)),
-    }
+        Backend::S3 { bucket, key } => match aws {
+            Some(aws) => Box::new(S3Store::new(aws.clone(), bucket, key, stack)),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::NoProvider,
+                    format!("stack {stack:?} keeps its state in s3://{bucket}/{key}, and AWS is not configured"),
+                ));
+            }
+        },
+    })
 }
 
 /// What to plan.
@@ -95,12 +137,21 @@ pub async fn plan(
     let mut upstream: BTreeMap<String, Attrs> = BTreeMap::new();
     let mut plans = Vec::new();
     for stack in selected(project, &request.stacks, request.destroy)? {
-        let store = ws.store(stack);
-        let prior = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
+        let mut notes = Vec::new();
+        let prior = match ws.store(stack) {
+            Ok(store) => store.load().await?.unwrap_or_else(|| State::new(stack.name())),
+            // Offline: state that only AWS holds is taken as empty, and the plan says so.
+            Err(e) if e.kind() == ErrorKind::NoProvider && ws.aws.is_none() => {
+                notes.push(format!("{}: planned as if it were empty", e.message()));
+                State::new(stack.name())
+            }
+            Err(e) => return Err(e),
+        };
         let refreshed = refresh_state(stack, &prior, &ws.providers, &upstream, !request.no_refresh, observer).await?;
         let options =
             PlanOptions { destroy: request.destroy, targets: request.targets.clone(), refreshed: !request.no_refresh };
-        let plan = plan_stack(stack, &prior, &refreshed, &options)?;
+        let mut plan = plan_stack(stack, &prior, &refreshed, &options)?;
+        plan.notes = notes;
         upstream.insert(stack.name().to_owned(), planned_outputs(&plan, &prior));
         plans.push(plan);
     }
@@ -230,7 +281,7 @@ pub async fn apply(
                 format!("the plan is for stack {:?}, which the project does not have", p.stack),
             )
         })?;
-        work.push((stack, p, ws.store(stack)));
+        work.push((stack, p, ws.store(stack)?));
     }
     let operation = if plan.stacks.iter().any(|p| p.destroy) { "destroy" } else { "apply" };
     let mut locked = Vec::new();
@@ -267,7 +318,7 @@ pub async fn apply(
 /// The recorded outputs of `stack`, sensitive values redacted unless `reveal` is true.
 pub async fn outputs(project: &Project, ws: &Workspace, stack: &str, reveal: bool) -> Result<BTreeMap<String, Attr>> {
     let stack = selected(project, &[stack.to_owned()], false)?[0];
-    let state = ws.store(stack).load().await?.unwrap_or_else(|| State::new(stack.name()));
+    let state = ws.store(stack)?.load().await?.unwrap_or_else(|| State::new(stack.name()));
     Ok(state
         .outputs
         .into_iter()
@@ -278,7 +329,7 @@ pub async fn outputs(project: &Project, ws: &Workspace, stack: &str, reveal: boo
 /// Reads the cloud and records what it found (drift included) in the state, without changing the cloud.
 pub async fn refresh(project: &Project, ws: &Workspace, stack: &str, observer: &dyn Observer) -> Result<State> {
     let stack = selected(project, &[stack.to_owned()], false)?[0];
-    let store = ws.store(stack);
+    let store = ws.store(stack)?;
     store.lock("refresh").await?;
     let result = async {
         let prior = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
@@ -298,19 +349,21 @@ pub async fn refresh(project: &Project, ws: &Workspace, stack: &str, observer: &
 /// The recorded state of `stack`.
 pub async fn state(project: &Project, ws: &Workspace, stack: &str) -> Result<State> {
     let stack = selected(project, &[stack.to_owned()], false)?[0];
-    Ok(ws.store(stack).load().await?.unwrap_or_else(|| State::new(stack.name())))
+    Ok(ws.store(stack)?.load().await?.unwrap_or_else(|| State::new(stack.name())))
 }
 
 /// Releases a stale lock of `stack` whose id is `id`.
 pub async fn unlock(project: &Project, ws: &Workspace, stack: &str, id: &str) -> Result<()> {
     let stack = selected(project, &[stack.to_owned()], false)?[0];
-    ws.store(stack).force_unlock(id).await
+    ws.store(stack)?.force_unlock(id).await
 }
 
 /// Reads another stack's recorded outputs for [`RemoteState`](crate::stack::RemoteState).
 #[derive(Debug)]
 struct RemoteStateReader {
     state_dir: PathBuf,
+    aws: Option<Arc<AwsContext>>,
+    local_state_only: bool,
 }
 
 #[async_trait]
@@ -325,7 +378,8 @@ impl Provider for RemoteStateReader {
                 .map(Attr::to_json)
                 .and_then(|j| serde_json::from_value(j).ok())
                 .unwrap_or_default();
-            let state = store_for(&self.state_dir, &stack, &backend).load().await?;
+            let backend = if self.local_state_only { Backend::Local } else { backend };
+            let state = store_for(&self.state_dir, self.aws.as_ref(), &stack, &backend)?.load().await?;
             let outputs = state.map(|s| s.outputs.into_iter().map(|(k, o)| (k, o.value)).collect()).unwrap_or_default();
             out.push(Some(Observed { inputs: r.inputs.clone(), outputs }));
         }

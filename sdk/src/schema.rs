@@ -15,6 +15,9 @@ pub enum Compare {
     Set,
     /// An IAM policy document: compared in canonical form, never as text (see [`crate::aws::iam::canonical`]).
     PolicyDocument,
+    /// Security group rules: compared as the set of (protocol, ports, CIDR, description) they allow, however
+    /// they are grouped (see [`crate::aws::ec2::canonical_rules`]).
+    Rules,
 }
 
 /// One input field of a resource kind.
@@ -124,6 +127,7 @@ impl Schema {
                 other => other.clone(),
             },
             Some(Compare::PolicyDocument) => crate::aws::iam::canonical(value),
+            Some(Compare::Rules) => crate::aws::ec2::canonical_rules(value),
             _ => value.clone(),
         }
     }

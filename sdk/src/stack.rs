@@ -27,6 +27,20 @@ pub enum Backend {
         /// The directory.
         dir: PathBuf,
     },
+    /// An object in an S3 bucket, locked with a conditional write.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The object key, e.g. `paranix/printerfacts.json`.
+        key: String,
+    },
+}
+
+impl Backend {
+    /// State in `bucket` under `paranix/<stack>.json`.
+    pub fn s3(bucket: impl Into<String>, stack: &str) -> Self {
+        Backend::S3 { bucket: bucket.into(), key: format!("paranix/{stack}.json") }
+    }
 }
 
 /// One declared resource as the planner sees it: address, schema, inputs with unresolved references,

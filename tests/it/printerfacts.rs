@@ -14,7 +14,7 @@ use crate::printerfacts_stacks::project;
 /// A workspace in a temporary directory, backed by an in-memory cloud.
 fn workspace(dir: &std::path::Path) -> (Workspace, MemoryCloud) {
     let cloud = MemoryCloud::new();
-    let ws = Workspace::new(dir).with_providers(|p| p.fallback(Arc::new(cloud.clone())));
+    let ws = Workspace::new(dir).with_local_state_only().with_providers(|p| p.fallback(Arc::new(cloud.clone())));
     (ws, cloud)
 }
 
@@ -47,7 +47,7 @@ async fn plan_text(ws: &Workspace, no_refresh: bool) -> String {
 async fn from_empty_state_every_resource_of_the_three_stacks_is_created() {
     // A fresh checkout: no state anywhere, no cloud to read.
     let dir = tempfile::tempdir().expect("tempdir");
-    let ws = Workspace::new(dir.path());
+    let ws = Workspace::new(dir.path()).with_local_state_only();
     let plan = ops::plan(&project(), &ws, &PlanRequest::default(), &Silent).await.expect("plan");
     let summary = plan.summary();
     assert_eq!((summary.add, summary.change, summary.destroy), (11, 0, 0));

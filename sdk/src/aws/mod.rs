@@ -51,3 +51,25 @@ macro_rules! lifecycle_methods {
     };
 }
 pub(crate) use lifecycle_methods;
+
+pub mod context;
+
+pub use context::{AwsContext, AwsOptions, RequestCounts};
+
+use std::sync::Arc;
+
+use crate::provider::Providers;
+
+/// The providers of every AWS resource kind, sharing one [`AwsContext`].
+pub fn providers(ctx: Arc<AwsContext>, base: Providers) -> Providers {
+    base.register(&["aws_s3_bucket"], Arc::new(s3::provider::BucketProvider(ctx.clone())))
+        .register(&["aws_s3_object"], Arc::new(s3::provider::ObjectProvider(ctx.clone())))
+        .register(&["aws_iam_role"], Arc::new(iam::provider::RoleProvider(ctx.clone())))
+        .register(&["aws_iam_role_policy"], Arc::new(iam::provider::RolePolicyProvider(ctx.clone())))
+        .register(&["aws_key_pair"], Arc::new(ec2::provider::KeyPairProvider(ctx.clone())))
+        .register(&["aws_security_group"], Arc::new(ec2::provider::SecurityGroupProvider(ctx.clone())))
+        .register(&["aws_instance"], Arc::new(ec2::provider::InstanceProvider(ctx.clone())))
+        .register(&["aws_ami"], Arc::new(ec2::provider::ImageProvider(ctx.clone())))
+        .register(&["aws_ebs_snapshot_import"], Arc::new(ec2::provider::SnapshotImportProvider(ctx.clone())))
+        .register(&["aws_ebs_snapshot"], Arc::new(ebs::provider::SnapshotProvider(ctx)))
+}

@@ -191,6 +191,9 @@ pub struct Plan {
     pub outputs: Vec<OutputChange>,
     /// Changes made outside paranix, found by refresh.
     pub drift: Vec<Drift>,
+    /// Notes about how the plan was made (e.g. state that could not be read without AWS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Counts of a plan's changes, as in `Plan: 1 to add, 0 to change, 0 to destroy.`

@@ -103,6 +103,7 @@ pub fn plan(stack: &Stack, prior: &State, refreshed: &State, options: &PlanOptio
         changes: planner.changes,
         outputs,
         drift: drift(stack, prior, refreshed),
+        notes: Vec::new(),
     })
 }
 

@@ -102,6 +102,9 @@ impl fmt::Display for ProjectPlan {
 }
 
 fn render_plan(out: &mut Out<'_>, plan: &Plan) {
+    for note in &plan.notes {
+        let _ = writeln!(out.buf, "Note: {note}.\n");
+    }
     if !plan.drift.is_empty() {
         out.buf.push_str("Note: objects have changed outside of paranix since the last apply:\n\n");
         for drift in &plan.drift {

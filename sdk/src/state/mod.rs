@@ -5,6 +5,7 @@
 //! is recorded, so an interrupted run leaves a record of exactly what might have happened.
 
 mod local;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalStore;
+pub use s3::S3Store;
 
 use crate::address::Address;
 use crate::attr::{Attr, Attrs};

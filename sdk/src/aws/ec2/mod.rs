@@ -186,11 +186,10 @@ pub struct Image {
     lifecycle: Lifecycle,
 }
 
-static IMAGE_FIELDS: [Field; 14] = [
+static IMAGE_FIELDS: [Field; 13] = [
     Field::new("architecture").force_new(),
     Field::new("block_device").force_new(),
     Field::new("boot_mode").force_new(),
-    Field::new("deregister_snapshot"),
     Field::new("description"),
     Field::new("ena_support").force_new(),
     Field::new("imds_support").force_new(),
@@ -320,7 +319,6 @@ impl Resource for Image {
             ("architecture".into(), Attr::str(&self.architecture)),
             ("block_device".into(), block),
             ("boot_mode".into(), self.boot_mode.to_attr()),
-            ("deregister_snapshot".into(), Attr::Bool(true)),
             ("description".into(), opt_str(&self.description)),
             ("ena_support".into(), Attr::Bool(self.ena_support)),
             ("imds_support".into(), if self.imds_v2_only { Attr::str("v2.0") } else { Attr::Null }),
@@ -657,8 +655,8 @@ pub struct SecurityGroup {
 
 static SECURITY_GROUP_FIELDS: [Field; 6] = [
     Field::new("description").force_new(),
-    Field::new("egress").compare(Compare::Set),
-    Field::new("ingress").compare(Compare::Set),
+    Field::new("egress").compare(Compare::Rules),
+    Field::new("ingress").compare(Compare::Rules),
     Field::new("name").force_new(),
     Field::new("tags"),
     Field::new("vpc_id").force_new(),
@@ -767,6 +765,34 @@ impl Handle<SecurityGroup> {
     pub fn id(&self) -> Output<SecurityGroupId> {
         self.attribute("id")
     }
+}
+
+/// The canonical form of a list of security group rules: one entry per (protocol, from_port, to_port, CIDR,
+/// description), sorted, duplicates removed. AWS groups rules per protocol and ports, paranix per rule; both
+/// mean the same set of atoms.
+pub fn canonical_rules(rules: &Attr) -> Attr {
+    let Attr::List(rules) = rules else { return rules.clone() };
+    let mut atoms = Vec::new();
+    for rule in rules {
+        let Attr::Map(rule) = rule else {
+            atoms.push(rule.clone());
+            continue;
+        };
+        for field in ["cidr_blocks", "ipv6_cidr_blocks"] {
+            for cidr in rule.get(field).and_then(Attr::as_list).unwrap_or_default() {
+                let mut atom: BTreeMap<String, Attr> = rule
+                    .iter()
+                    .filter(|(k, _)| !k.ends_with("cidr_blocks"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                atom.insert("cidr".into(), cidr.clone());
+                atoms.push(Attr::Map(atom));
+            }
+        }
+    }
+    atoms.sort_by(crate::schema::sort_key);
+    atoms.dedup();
+    Attr::List(atoms)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1048,3 +1074,5 @@ impl Handle<Instance> {
         self.attribute("public_dns")
     }
 }
+
+pub(crate) mod provider;

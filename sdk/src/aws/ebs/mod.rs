@@ -141,3 +141,5 @@ impl Handle<Snapshot> {
         self.attribute("id")
     }
 }
+
+pub(crate) mod provider;

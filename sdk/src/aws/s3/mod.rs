@@ -344,3 +344,5 @@ impl Handle<Object> {
         self.attribute("content_sha256")
     }
 }
+
+pub(crate) mod provider;

@@ -556,3 +556,5 @@ mod tests {
         assert_eq!(canonical(&built), canonical(&parsed));
     }
 }
+
+pub(crate) mod provider;
