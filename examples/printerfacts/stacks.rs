@@ -110,7 +110,7 @@ pub(crate) fn aws_image(source: &ImageSource) -> Stack {
 
 /// The host: key pair, security group (the seed's rules), instance. Its state lives in the bootstrap
 /// stack's bucket.
-pub(crate) fn printerfacts(aws_image: &Stack) -> Stack {
+pub(crate) fn printerfacts(aws_image: &Stack, instance_type: &str) -> Stack {
     let mut stack = Stack::new("printerfacts").backend(Backend::s3(STATE_BUCKET, "printerfacts"));
     let image = stack.add(RemoteState::of(aws_image));
     let key = stack.add(ec2::KeyPair::generate("deployer"));
@@ -126,7 +126,7 @@ pub(crate) fn printerfacts(aws_image: &Stack) -> Stack {
     stack.add(
         ec2::Instance::new("printerfacts")
             .ami(image.output(&AMI_ID))
-            .instance_type("t3.micro")
+            .instance_type(instance_type)
             .key_name(key.key_name())
             .security_group(group.id())
             .root_volume_size_gib(40)
@@ -143,7 +143,12 @@ pub(crate) fn project() -> Project {
 
 /// The three stacks, with the image from `source`.
 pub(crate) fn project_with(source: &ImageSource) -> Project {
+    project_custom(source, "t3.micro")
+}
+
+/// The three stacks, with the image from `source` and another instance type.
+pub(crate) fn project_custom(source: &ImageSource, instance_type: &str) -> Project {
     let aws_image = aws_image(source);
-    let printerfacts = printerfacts(&aws_image);
+    let printerfacts = printerfacts(&aws_image, instance_type);
     Project::new().stack(bootstrap()).stack(aws_image).stack(printerfacts)
 }

@@ -671,6 +671,24 @@ def get_bucket_versioning(self: Any) -> Any:
 _s3_write_lock = threading.Lock()
 
 
+def _wrap_delete_key_pair(original: Callable[..., Any]) -> Callable[..., Any]:
+    """DeleteKeyPair by KeyPairId: moto only honours KeyName and silently keeps the pair. AWS accepts either."""
+
+    def delete_key_pair(self: Any) -> Any:
+        key_id = self._get_param("KeyPairId")
+        if key_id and not self._get_param("KeyName"):
+            for name, pair in list(self.ec2_backend.key_pairs.items()):
+                if pair.id == key_id:
+                    # Parameters are read from `params` (parsed) or `querystring`, depending on the moto build.
+                    if isinstance(getattr(self, "params", None), dict):
+                        self.params["KeyName"] = name
+                    self.querystring["KeyName"] = [name]
+                    break
+        return original(self)
+
+    return delete_key_pair
+
+
 def _serialized_writes(original: Callable[..., Any]) -> Callable[..., Any]:
     def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
         with _s3_write_lock:
@@ -715,6 +733,7 @@ def install_extensions() -> None:
     patch(EC2Response, "register_image", register_image, wrap=False)
     patch(EC2Response, "modify_image_attribute", _wrap_modify_image_attribute)
     patch(EC2Response, "run_instances", _wrap_run_instances)
+    patch(EC2Response, "delete_key_pair", _wrap_delete_key_pair)
     patch(EC2Response, "_parse_block_device_mapping", _wrap_parse_block_device_mapping)
     patch(EBSResponse, "start_snapshot", _wrap_start_snapshot)
     patch(EBSBackend, "complete_snapshot", _wrap_complete_snapshot)

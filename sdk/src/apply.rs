@@ -175,6 +175,7 @@ pub async fn apply(
         providers,
         store,
         state,
+        planned: plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect(),
         observer: options.observer.clone(),
         report: ApplyReport { stack: stack.name().to_owned(), ..ApplyReport::default() },
     };
@@ -381,6 +382,7 @@ struct Run<'a> {
     providers: &'a Providers,
     store: &'a dyn StateStore,
     state: State,
+    planned: BTreeMap<Address, crate::plan::Change>,
     observer: Arc<dyn Observer>,
     report: ApplyReport,
 }
@@ -444,12 +446,15 @@ impl Run<'_> {
         // Apply never does more than the plan showed: an update whose inputs now match is skipped, one that
         // would now need a replacement is refused.
         let mut inputs = inputs;
+        let mut changed = Vec::new();
+        let mut observed = None;
         if step == Step::Update {
             let node = node.expect("updates are of declared resources");
             let current = self.state.resources.get(&address).ok_or_else(|| {
                 Error::new(ErrorKind::StalePlan, format!("{address} is planned for update but is not in state"))
             })?;
-            let comparison = planner::compare(node, inputs.as_ref().expect("resolved"), current);
+            let resolved = inputs.as_ref().expect("resolved");
+            let comparison = planner::compare(node, resolved, current);
             if !comparison.forcing.is_empty() {
                 return Err(Error::new(
                     ErrorKind::StalePlan,
@@ -459,11 +464,30 @@ impl Run<'_> {
                     ),
                 ));
             }
-            if comparison.changed.is_empty() {
+            // The fields to change: what the plan showed against the refreshed state (drift included) and
+            // still differs now that every value is known, plus anything that differs from the record.
+            let planned = self.planned.get(&address);
+            changed = comparison.changed.clone();
+            for diff in planned.map(|c| c.diffs.as_slice()).unwrap_or_default() {
+                let now = comparison.inputs.get(&diff.field);
+                let still = diff.sensitive
+                    || match (&diff.before, now) {
+                        (Some(before), Some(now)) => {
+                            node.schema.canonical(&diff.field, before) != node.schema.canonical(&diff.field, now)
+                        }
+                        (None, Some(Attr::Null)) | (None, None) => false,
+                        _ => true,
+                    };
+                if still && !changed.contains(&diff.field) {
+                    changed.push(diff.field.clone());
+                }
+            }
+            if changed.is_empty() {
                 self.emit(Event::StepSkipped { stack: stack_name, address: address.clone() });
                 self.report.skipped.push(address);
                 return Ok(None);
             }
+            observed = planned.and_then(|c| c.before.clone());
             inputs = Some(comparison.inputs);
         }
 
@@ -510,7 +534,9 @@ impl Run<'_> {
         }
         self.emit(Event::StepStarted { stack: stack_name.clone(), address: address.clone(), action: step.action() });
 
-        let ctx = StepContext::new(&stack_name, address.clone(), schema, generation, self.observer.clone());
+        let mut ctx = StepContext::new(&stack_name, address.clone(), schema, generation, self.observer.clone());
+        ctx.changed = changed;
+        ctx.observed = observed;
         let id = id.clone();
         Ok(Some(async move {
             let started = Instant::now();

@@ -7,7 +7,7 @@
 //! fn main() -> std::process::ExitCode {
 //!     let mut stack = Stack::new("site");
 //!     stack.add(s3::Bucket::new("assets").bucket("example-site-assets"));
-//!     paranix::cli::run(Project::new().stack(stack), paranix::provider::Providers::new())
+//!     paranix::cli::run(Project::new().stack(stack))
 //! }
 //! ```
 //!
@@ -300,7 +300,7 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
         Command::Plan { plan, out } => {
             let request = plan_request(&cli.stacks, &plan, false);
             let project_plan = ops::plan(&project, &ws, &request, ui.as_ref()).await?;
-            show_plan(&project_plan, &request, cli.json, render);
+            show_plan(&project_plan, &request, cli.json, render, ws.aws.is_some());
             if let Some(path) = out {
                 write_private(&path, &project_plan.to_json())?;
                 if !cli.json {
@@ -323,7 +323,7 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
         Command::Up { planfile: None, plan, apply } => {
             let request = plan_request(&cli.stacks, &plan, false);
             let project_plan = ops::plan(&project, &ws, &request, ui.as_ref()).await?;
-            show_plan(&project_plan, &request, cli.json, render);
+            show_plan(&project_plan, &request, cli.json, render, ws.aws.is_some());
             if project_plan.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -333,7 +333,7 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
         Command::Destroy { plan, apply } => {
             let request = plan_request(&cli.stacks, &plan, true);
             let project_plan = ops::plan(&project, &ws, &request, ui.as_ref()).await?;
-            show_plan(&project_plan, &request, cli.json, render);
+            show_plan(&project_plan, &request, cli.json, render, ws.aws.is_some());
             if project_plan.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -427,7 +427,7 @@ fn plan_request(stacks: &[String], plan: &PlanArgs, destroy: bool) -> PlanReques
     PlanRequest { stacks: stacks.to_vec(), targets: plan.targets.clone(), no_refresh: plan.no_refresh, destroy }
 }
 
-fn show_plan(plan: &ProjectPlan, request: &PlanRequest, json: bool, render: RenderOptions) {
+fn show_plan(plan: &ProjectPlan, request: &PlanRequest, json: bool, render: RenderOptions, aws: bool) {
     if json {
         println!("{}", plan.to_json());
         return;
@@ -436,6 +436,8 @@ fn show_plan(plan: &ProjectPlan, request: &PlanRequest, json: bool, render: Rend
     let unread: Vec<&str> = plan.stacks.iter().filter(|p| p.state.is_none()).map(|p| p.stack.as_str()).collect();
     if request.no_refresh {
         println!("\nNote: planned against the recorded state without reading AWS (--no-refresh).");
+    } else if aws {
+        // AWS was consulted wherever there was something to read.
     } else if unread.len() == plan.stacks.len() {
         println!("\nNote: planned without AWS: no stack has state yet, so nothing was read from the cloud.");
     } else if !unread.is_empty() {

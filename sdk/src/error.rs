@@ -24,6 +24,8 @@ pub enum ErrorKind {
     LockStale,
     /// State could not be read, parsed or written, or belongs to another stack or a newer schema.
     State,
+    /// The place a stack's state is kept does not exist yet (its S3 bucket is made by an earlier stack).
+    BackendMissing,
     /// A saved plan no longer matches the state or the configuration it was made for.
     StalePlan,
     /// A provider (the code that talks to the outside world) failed; the message has the address and cause.

@@ -286,19 +286,35 @@ pub async fn apply(
     let operation = if plan.stacks.iter().any(|p| p.destroy) { "destroy" } else { "apply" };
     let mut locked = Vec::new();
     let result = async {
-        for (i, (_, _, store)) in work.iter().enumerate() {
-            store.lock(operation).await?;
-            locked.push(i);
-        }
-        let mut states = Vec::new();
-        for (stack, p, store) in &work {
+        // Lock every stack and check that none moved since the plan, before the first mutation. A stack
+        // whose state bucket does not exist yet (an earlier stack of this run creates it) has no state to
+        // move; it is locked and checked when its turn comes.
+        let mut states: Vec<Option<State>> = Vec::new();
+        for (i, (stack, p, store)) in work.iter().enumerate() {
+            match store.lock(operation).await {
+                Ok(_) => locked.push(i),
+                Err(e) if e.kind() == ErrorKind::BackendMissing && p.state.is_none() => {
+                    states.push(None);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             let state = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
             crate::apply::check_fresh(p, stack, &state)?;
-            states.push(state);
+            states.push(Some(state));
         }
         let mut reports = Vec::new();
-        for ((stack, p, store), state) in work.iter().zip(states) {
-            // Re-read the state of stacks applied earlier in this run through their data sources.
+        for (i, ((stack, p, store), state)) in work.iter().zip(states).enumerate() {
+            let state = match state {
+                Some(state) => state,
+                None => {
+                    store.lock(operation).await?;
+                    locked.push(i);
+                    let state = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
+                    crate::apply::check_fresh(p, stack, &state)?;
+                    state
+                }
+            };
             let report = apply_stack(p, stack, &ws.providers, store.as_ref(), state, options).await?;
             let ok = report.is_success();
             reports.push(report);

@@ -51,6 +51,12 @@ pub struct StepContext {
     pub schema: &'static Schema,
     /// How many times this address has been created (1 for the first create).
     pub generation: u64,
+    /// For updates: the input fields to change (those the plan showed, against the refreshed state, and any
+    /// that differ from the recorded state).
+    pub changed: Vec<String>,
+    /// For updates: the resource's attributes as the plan saw them after refresh (sensitive values redacted),
+    /// e.g. tags added outside paranix that the update must remove.
+    pub observed: Option<Attrs>,
     observer: Arc<dyn Observer>,
 }
 
@@ -62,7 +68,25 @@ impl StepContext {
         generation: u64,
         observer: Arc<dyn Observer>,
     ) -> Self {
-        StepContext { stack: stack.to_owned(), address, schema, generation, observer }
+        StepContext {
+            stack: stack.to_owned(),
+            address,
+            schema,
+            generation,
+            changed: Vec::new(),
+            observed: None,
+            observer,
+        }
+    }
+
+    /// Whether an update must change `field` (every field, when no list was given).
+    pub fn changes(&self, field: &str) -> bool {
+        self.changed.is_empty() || self.changed.iter().any(|f| f == field)
+    }
+
+    /// What the cloud had for the resource when the plan was made (falls back to `recorded`).
+    pub fn observed_or<'a>(&'a self, recorded: &'a Attrs) -> &'a Attrs {
+        self.observed.as_ref().unwrap_or(recorded)
     }
 
     /// An idempotency token for create calls: SHA-256 of stack, address and generation, hex (64 characters,
@@ -97,7 +121,8 @@ pub trait Provider: Send + Sync {
     /// Creates the object described by the resolved `inputs`.
     async fn create(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed>;
 
-    /// Updates the object in place from `prior` to the resolved `inputs`.
+    /// Updates the object in place from `prior` to the resolved `inputs`; `ctx.changed` lists the fields to
+    /// change (compare with `prior` only for what it cannot tell).
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed>;
 
     /// Deletes the object; an object that is already gone is not an error.

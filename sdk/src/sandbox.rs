@@ -48,10 +48,9 @@ impl Sandbox {
         let record = dir.join("server.json");
         if let Some(running) =
             std::fs::read_to_string(&record).ok().and_then(|t| serde_json::from_str::<Sandbox>(&t).ok())
+            && answers(running.port)
         {
-            if answers(running.port) {
-                return Ok(running);
-            }
+            return Ok(running);
         }
         std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let python = python()?;

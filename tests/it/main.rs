@@ -25,3 +25,6 @@ mod property;
 
 /// The NixOS side: every .nix file parses, no renamed option names remain, the pins are right.
 mod nix_files;
+
+/// The AWS providers against moto.
+mod aws;

@@ -85,6 +85,9 @@ pub struct AwsOptions {
     /// Fixed credentials instead of the standard chain (for a local emulator, so a real profile is never
     /// used by accident).
     pub static_credentials: Option<(String, String)>,
+    /// Attempts per request, retries included (default: the SDK's standard retry mode, 3 attempts with
+    /// jittered exponential backoff on throttling and 5xx). This is the only retry layer.
+    pub max_attempts: Option<u32>,
 }
 
 /// Loaded AWS configuration and clients, shared by every AWS provider and the S3 state store.
@@ -115,6 +118,9 @@ impl AwsContext {
         }
         if let Some(url) = &options.endpoint_url {
             loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(attempts) = options.max_attempts {
+            loader = loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts));
         }
         if let Some((key, secret)) = &options.static_credentials {
             loader =

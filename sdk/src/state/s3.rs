@@ -36,6 +36,13 @@ impl S3Store {
         }
     }
 
+    fn missing_bucket(&self) -> Error {
+        Error::new(
+            ErrorKind::BackendMissing,
+            format!("the state bucket {:?} of stack {:?} does not exist (yet)", self.bucket, self.stack),
+        )
+    }
+
     fn lock_key(&self) -> String {
         format!("{}.lock", self.key)
     }
@@ -99,6 +106,7 @@ impl StateStore for S3Store {
                 *self.held.lock().expect("mutex") = Some(info.clone());
                 Ok(info)
             }
+            Err(e) if Failure::of(&e).is(&["NoSuchBucket"]) => Err(self.missing_bucket()),
             Err(e) if precondition_failed(&e) => match self.read_lock().await? {
                 Some(holder) => Err(lock_held(&self.stack, &holder)),
                 None => Err(Error::new(
@@ -154,6 +162,8 @@ impl StateStore for S3Store {
         let out = match self.ctx.s3.get_object().bucket(&self.bucket).key(&self.key).send().await {
             Ok(out) => out,
             Err(e) if Failure::of(&e).is(&["NoSuchKey", "NotFound"]) => return Ok(None),
+            // No bucket, no state: an earlier stack of the same run creates the bucket.
+            Err(e) if Failure::of(&e).is(&["NoSuchBucket"]) => return Ok(None),
             Err(e) => return Err(self.failed("reading the state", Failure::of(&e))),
         };
         let etag = out.e_tag().unwrap_or_default().to_owned();

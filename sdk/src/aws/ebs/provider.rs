@@ -131,7 +131,7 @@ impl SnapshotProvider {
                 break;
             }
             digests.push((index, digest));
-            if digests.len() % 256 == 0 {
+            if digests.len().is_multiple_of(256) {
                 ctx.progress(format!("uploaded {} non-zero blocks (block {index} of {total_blocks})", digests.len()));
             }
             let request = self
@@ -187,7 +187,7 @@ impl SnapshotProvider {
 impl Provider for SnapshotProvider {
     async fn read(&self, _kind: &str, requests: &[ReadRequest<'_>]) -> Result<Vec<Option<Observed>>> {
         // Reading never touches the image file: the recorded identity is what the plan compares.
-        read_snapshots(&self.0, requests).await
+        read_snapshots(&self.0, requests, true).await
     }
 
     async fn create(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed> {

@@ -118,10 +118,10 @@ impl Provider for KeyPairProvider {
                 let pair = pair?;
                 let mut inputs = r.inputs.clone();
                 inputs.insert("key_name".into(), pair.key_name().map_or(Attr::Null, Attr::str));
-                if let (Some(Attr::Str(configured)), Some(actual)) = (r.inputs.get("public_key"), pair.public_key()) {
-                    if !same_key(configured, actual) {
-                        inputs.insert("public_key".into(), Attr::str(actual));
-                    }
+                if let (Some(Attr::Str(configured)), Some(actual)) = (r.inputs.get("public_key"), pair.public_key())
+                    && !same_key(configured, actual)
+                {
+                    inputs.insert("public_key".into(), Attr::str(actual));
                 }
                 inputs.insert("tags".into(), tags_attr(pair.tags()));
                 // The private half never leaves this machine; AWS cannot return it, the state keeps it.
@@ -198,7 +198,7 @@ impl Provider for KeyPairProvider {
 
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
         let id = required(&ctx.address, &prior.outputs, "id")?;
-        update_tags(&self.0, ctx, id, &prior.inputs, inputs).await?;
+        update_tags(&self.0, ctx, id, ctx.observed_or(&prior.inputs), inputs).await?;
         Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
     }
 
@@ -301,7 +301,8 @@ fn atoms_from_aws(permissions: &[IpPermission]) -> Vec<Atom> {
 
 /// Rules as paranix writes them: one per (protocol, ports, description), CIDRs listed.
 fn rules_attr(atoms: &[Atom]) -> Attr {
-    let mut groups: BTreeMap<(String, i64, i64, Option<String>), (Vec<Attr>, Vec<Attr>)> = BTreeMap::new();
+    type Key = (String, i64, i64, Option<String>);
+    let mut groups: BTreeMap<Key, (Vec<Attr>, Vec<Attr>)> = BTreeMap::new();
     for a in atoms {
         let entry = groups.entry((a.protocol.clone(), a.from, a.to, a.description.clone())).or_default();
         if a.v6 { &mut entry.1 } else { &mut entry.0 }.push(Attr::str(&a.cidr));
@@ -509,7 +510,7 @@ impl Provider for SecurityGroupProvider {
             .pop()
             .ok_or_else(|| Error::provider(&ctx.address, format!("security group {id} no longer exists")))?;
         self.sync_rules(ctx, id, &group, inputs).await?;
-        update_tags(&self.0, ctx, id, &prior.inputs, inputs).await?;
+        update_tags(&self.0, ctx, id, ctx.observed_or(&prior.inputs), inputs).await?;
         Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
     }
 
@@ -769,7 +770,7 @@ impl Provider for InstanceProvider {
         let address = &ctx.address;
         let id = required(address, &prior.outputs, "id")?;
         let ec2 = &self.0.ec2;
-        let changed = |f: &str| prior.inputs.get(f) != inputs.get(f);
+        let changed = |f: &str| ctx.changes(f);
         if changed("instance_type") {
             // The type of a running instance cannot change: stop, modify, start.
             ec2.stop_instances().instance_ids(id).send().await.map_err(aws_error(address, "StopInstances"))?;
@@ -824,7 +825,7 @@ impl Provider for InstanceProvider {
             }
         }
         if changed("tags") {
-            update_tags(&self.0, ctx, id, &prior.inputs, inputs).await?;
+            update_tags(&self.0, ctx, id, ctx.observed_or(&prior.inputs), inputs).await?;
         }
         let seen = self
             .describe(address, vec![id.to_owned()])
@@ -995,7 +996,7 @@ impl Provider for ImageProvider {
 
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
         let id = required(&ctx.address, &prior.outputs, "id")?;
-        if prior.inputs.get("description") != inputs.get("description") {
+        if ctx.changes("description") {
             self.0
                 .ec2
                 .modify_image_attribute()
@@ -1007,7 +1008,7 @@ impl Provider for ImageProvider {
                 .await
                 .map_err(aws_error(&ctx.address, "ModifyImageAttribute"))?;
         }
-        update_tags(&self.0, ctx, id, &prior.inputs, inputs).await?;
+        update_tags(&self.0, ctx, id, ctx.observed_or(&prior.inputs), inputs).await?;
         Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
     }
 
@@ -1025,8 +1026,14 @@ impl Provider for ImageProvider {
 // ---------------------------------------------------------------------------------------------------------
 // Snapshots (shared by imports and EBS direct uploads)
 
-/// Reads snapshots by recorded id: tags and description from AWS, the rest as recorded.
-pub(crate) async fn read_snapshots(ctx: &AwsContext, requests: &[ReadRequest<'_>]) -> Result<Vec<Option<Observed>>> {
+/// Reads snapshots by recorded id: tags (and, when the snapshot carries the configured description, the
+/// description) from AWS, the rest as recorded. An imported snapshot's description is VM Import's own
+/// ("Created by AWS-VMImport service for ..."); the configured one belongs to the import task.
+pub(crate) async fn read_snapshots(
+    ctx: &AwsContext,
+    requests: &[ReadRequest<'_>],
+    description_on_snapshot: bool,
+) -> Result<Vec<Option<Observed>>> {
     let ids = ids(requests);
     if ids.is_empty() {
         return Ok(requests.iter().map(|_| None).collect());
@@ -1048,14 +1055,14 @@ pub(crate) async fn read_snapshots(ctx: &AwsContext, requests: &[ReadRequest<'_>
             let s = s?;
             let mut inputs = r.inputs.clone();
             inputs.insert("tags".into(), tags_attr(s.tags()));
-            if r.inputs.get("description").is_some_and(|d| *d != Attr::Null) {
+            if description_on_snapshot && r.inputs.get("description").is_some_and(|d| *d != Attr::Null) {
                 inputs.insert("description".into(), s.description().map_or(Attr::Null, Attr::str));
             }
             let mut outputs = r.outputs.clone();
-            if let Some(size) = s.volume_size() {
-                if outputs.contains_key("volume_size") {
-                    outputs.insert("volume_size".into(), Attr::Int(i64::from(size)));
-                }
+            if let Some(size) = s.volume_size()
+                && outputs.contains_key("volume_size")
+            {
+                outputs.insert("volume_size".into(), Attr::Int(i64::from(size)));
             }
             Some(Observed { inputs, outputs })
         })
@@ -1115,7 +1122,7 @@ pub(crate) struct SnapshotImportProvider(pub(crate) Arc<AwsContext>);
 #[async_trait]
 impl Provider for SnapshotImportProvider {
     async fn read(&self, _kind: &str, requests: &[ReadRequest<'_>]) -> Result<Vec<Option<Observed>>> {
-        read_snapshots(&self.0, requests).await
+        read_snapshots(&self.0, requests, false).await
     }
 
     async fn create(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed> {
@@ -1198,7 +1205,7 @@ impl Provider for SnapshotImportProvider {
 
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
         let id = required(&ctx.address, &prior.outputs, "id")?;
-        update_tags(&self.0, ctx, id, &prior.inputs, inputs).await?;
+        update_tags(&self.0, ctx, id, ctx.observed_or(&prior.inputs), inputs).await?;
         Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
     }
 
@@ -1215,5 +1222,5 @@ pub(crate) async fn update_snapshot_tags(
     inputs: &Attrs,
 ) -> Result<()> {
     let id = required(&step.address, &prior.outputs, "id")?;
-    update_tags(ctx, step, id, &prior.inputs, inputs).await
+    update_tags(ctx, step, id, step.observed_or(&prior.inputs), inputs).await
 }

@@ -151,7 +151,7 @@ impl Provider for RoleProvider {
     }
 
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
-        let changed = |f: &str| prior.inputs.get(f) != inputs.get(f);
+        let changed = |f: &str| ctx.changes(f);
         let name = required(&ctx.address, inputs, "name")?;
         if changed("description") || changed("max_session_duration") {
             self.0
@@ -175,7 +175,7 @@ impl Provider for RoleProvider {
                 .map_err(aws_error(&ctx.address, "UpdateAssumeRolePolicy"))?;
         }
         if changed("tags") {
-            let (add, remove) = tag_changes(&prior.inputs, inputs);
+            let (add, remove) = tag_changes(ctx.observed_or(&prior.inputs), inputs);
             if !remove.is_empty() {
                 self.0
                     .iam

@@ -277,9 +277,9 @@ impl Provider for BucketProvider {
         Ok(Observed { inputs: inputs.clone(), outputs: bucket_outputs(bucket, self.0.region()) })
     }
 
-    async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
+    async fn update(&self, ctx: &StepContext, _prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
         let bucket = required(&ctx.address, inputs, "bucket")?;
-        let changed = |field: &str| prior.inputs.get(field) != inputs.get(field);
+        let changed = |field: &str| ctx.changes(field);
         if changed("public_access_block") {
             self.put_public_access_block(ctx, bucket, inputs).await?;
         }
@@ -546,7 +546,7 @@ impl ObjectProvider {
             .await
             .map_err(aws_error(address, "GetObjectTagging"))?;
         let meta = head.metadata();
-        let get = |k: &str| meta.and_then(|m| m.get(k)).map_or(Attr::Null, |v| Attr::str(v));
+        let get = |k: &str| meta.and_then(|m| m.get(k)).map_or(Attr::Null, Attr::str);
         let mut inputs = request.inputs.clone();
         inputs.insert("source_identity".into(), get(META_IDENTITY));
         inputs.insert("source".into(), get(META_SOURCE));
@@ -588,7 +588,7 @@ impl Provider for ObjectProvider {
     }
 
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
-        let content_same = ["source_identity", "content_type"].iter().all(|f| prior.inputs.get(*f) == inputs.get(*f));
+        let content_same = !["source", "source_identity", "content_type"].iter().any(|f| ctx.changes(f));
         if content_same {
             // Only the tags changed: never re-upload for that.
             let bucket = required(&ctx.address, inputs, "bucket")?;
