@@ -47,7 +47,15 @@ impl Cloud {
             .build();
         let s3 = aws_sdk_s3::Client::from_conf(conf);
         let shared = aws_config_for(&moto).await;
-        Cloud { iam: aws_sdk_iam::Client::new(&shared), ec2: aws_sdk_ec2::Client::new(&shared), s3, moto, ws, aws, dir }
+        Cloud {
+            iam: aws_sdk_iam::Client::new(&shared),
+            ec2: aws_sdk_ec2::Client::new(&shared),
+            s3,
+            _moto: moto,
+            ws,
+            aws,
+            dir,
+        }
     }
 
     pub(crate) async fn plan(&self, project: &Project) -> ProjectPlan {
