@@ -224,7 +224,7 @@ pub async fn apply(
         }
     }
     if run.report.is_success() && plan.targets.is_empty() {
-        run.record_outputs().await?;
+        run.record_outputs(plan.destroy).await?;
     }
     run.report.outputs = run.redacted_outputs();
     run.report.elapsed = started.elapsed();
@@ -630,13 +630,22 @@ impl Run<'_> {
         Ok(&ORPHAN)
     }
 
-    async fn record_outputs(&mut self) -> Result<()> {
-        let mut outputs = BTreeMap::new();
-        for output in self.stack.outputs() {
-            let value = output.value.resolve(&mut self.lookup());
-            outputs.insert(output.name.clone(), OutputState { value, sensitive: output.sensitive });
+    /// Records the stack outputs (none after a destroy; only values that are known).
+    async fn record_outputs(&mut self, destroy: bool) -> Result<()> {
+        let recorded = self.state.resources.len();
+        if destroy {
+            // Data sources were read for the resources that are now gone.
+            self.state.resources.retain(|address, _| address.mode() == Mode::Managed);
         }
-        if outputs != self.state.outputs {
+        let data_removed = recorded != self.state.resources.len();
+        let mut outputs = BTreeMap::new();
+        for output in self.stack.outputs().iter().filter(|_| !destroy) {
+            let value = output.value.resolve(&mut self.lookup());
+            if value.is_known() {
+                outputs.insert(output.name.clone(), OutputState { value, sensitive: output.sensitive });
+            }
+        }
+        if outputs != self.state.outputs || data_removed {
             self.state.outputs = outputs;
             self.persist().await?;
         }

@@ -28,3 +28,6 @@ mod nix_files;
 
 /// The AWS providers against moto.
 mod aws;
+
+/// The reference workflow against moto, and concurrent runs.
+mod workflow;

@@ -1,0 +1,111 @@
+//! The reference workflow against moto: the printerfacts stacks (the image is a local file; building the
+//! NixOS image needs nixpkgs) go up, converge, change in place, and are destroyed without a trace; and two
+//! concurrent runs on one stack never interleave.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paranix::apply::ApplyOptions;
+use paranix::events::Silent;
+use paranix::ops::{self, PlanRequest};
+use paranix::prelude::*;
+use paranix::testing::MemoryCloud;
+
+use crate::aws::{Cloud, Inventory, ours, sparse_image};
+use crate::kinds::Thing;
+use crate::printerfacts_stacks::{self as stacks, ImageSource};
+
+#[tokio::test]
+async fn the_printerfacts_stacks_go_up_converge_update_in_place_and_leave_nothing_behind() {
+    let cloud = Cloud::start().await;
+    let image = cloud.dir.path().join("nixos.raw");
+    sparse_image(&image, 64 << 20, 8);
+    let source = ImageSource::File(image);
+    let project = stacks::project_custom(&source, "t3.micro");
+
+    let plan = cloud.up(&project).await;
+    assert_eq!(plan.summary().add, 10, "{plan}");
+    // The two later stacks keep their state in the bootstrap stack's bucket.
+    let keys = cloud.s3.list_objects_v2().bucket(stacks::STATE_BUCKET).send().await.expect("list");
+    let mut names: Vec<&str> = keys.contents().iter().filter_map(|o| o.key()).collect();
+    names.sort();
+    assert_eq!(names, ["paranix/aws_image.json", "paranix/printerfacts.json"]);
+    cloud.assert_converged(&project).await;
+
+    // One changed field, one in-place update.
+    let bigger = stacks::project_custom(&source, "t3.small");
+    let plan = cloud.plan(&bigger).await;
+    let summary = plan.summary();
+    assert_eq!((summary.add, summary.change, summary.destroy), (0, 1, 0), "{plan}");
+    cloud.up(&bigger).await;
+    cloud.assert_converged(&bigger).await;
+
+    // Destroy the image and host stacks (the state bucket is protected), then the bootstrap stack once
+    // its protection is lifted deliberately.
+    let request = PlanRequest {
+        destroy: true,
+        stacks: vec!["aws_image".into(), "printerfacts".into()],
+        ..PlanRequest::default()
+    };
+    let plan = ops::plan(&bigger, &cloud.ws, &request, &Silent).await.expect("plan destroy");
+    for report in ops::apply(&bigger, &cloud.ws, &plan, &ApplyOptions::default()).await.expect("destroy") {
+        report.into_result().expect("destroyed");
+    }
+    assert_eq!(ours(&cloud).await, Inventory { buckets: 1, ..Inventory::default() });
+    for stack in ["aws_image", "printerfacts"] {
+        let state = ops::state(&bigger, &cloud.ws, stack).await.expect("state");
+        assert!(state.resources.is_empty() && state.outputs.is_empty(), "{stack}: {state:?}");
+    }
+
+    let mut unprotected = Stack::new("bootstrap");
+    unprotected.add(
+        s3::Bucket::new("state")
+            .bucket(stacks::STATE_BUCKET)
+            .versioning(true)
+            .tag("Project", "printerfacts")
+            .force_destroy(true),
+    );
+    let bootstrap = Project::new().stack(unprotected);
+    cloud.up(&bootstrap).await;
+    cloud.destroy(&bootstrap).await;
+    assert_eq!(ours(&cloud).await, Inventory::default());
+}
+
+#[tokio::test]
+async fn two_concurrent_runs_on_one_stack_never_interleave() {
+    // The state lives in S3 (moto); the resource is an in-memory one whose changes take 200 ms, so the
+    // winner holds the lock while the loser tries.
+    let cloud = Cloud::start().await;
+    cloud.s3.create_bucket().bucket("paranix-lock-test").send().await.expect("bucket");
+    let memory = MemoryCloud::new();
+    memory.set_delay(Duration::from_millis(200));
+    let ws = cloud.ws.clone().with_providers(|p| p.register(&["test_thing"], Arc::new(memory.clone())));
+    let build = |value: &str| {
+        let mut stack = Stack::new("locked").backend(Backend::s3("paranix-lock-test", "locked"));
+        stack.add(Thing::new("a").value(value));
+        Project::new().stack(stack)
+    };
+    let mut lineage = None;
+    for round in 0..20 {
+        let (a, b) = (build(&format!("a{round}")), build(&format!("b{round}")));
+        let plan_a = ops::plan(&a, &ws, &PlanRequest::default(), &Silent).await.expect("plan a");
+        let plan_b = ops::plan(&b, &ws, &PlanRequest::default(), &Silent).await.expect("plan b");
+        let options = ApplyOptions::default();
+        let (ra, rb) = tokio::join!(ops::apply(&a, &ws, &plan_a, &options), ops::apply(&b, &ws, &plan_b, &options));
+        let (winner, loser) = match (ra, rb) {
+            (Ok(r), Err(e)) => (("a", r), e),
+            (Err(e), Ok(r)) => (("b", r), e),
+            (ra, rb) => panic!("round {round}: exactly one run must proceed: {:?} / {:?}", ra.err(), rb.err()),
+        };
+        assert_eq!(loser.kind(), ErrorKind::LockHeld, "round {round}: {loser}");
+        assert!(loser.to_string().contains("for `apply`") && loser.to_string().contains("pid"), "{loser}");
+        winner.1.into_iter().for_each(|r| assert!(r.is_success()));
+
+        // The state is whole, of one lineage, and holds the winner's value.
+        let state = ops::state(&a, &ws, "locked").await.expect("state parses");
+        let value = &state.resources[&"test_thing.a".parse().expect("address")].inputs["value"];
+        assert_eq!(value.as_str(), Some(format!("{}{round}", winner.0).as_str()), "round {round}");
+        assert!(lineage.get_or_insert(state.lineage.clone()) == &state.lineage);
+        assert!(state.pending.is_empty());
+    }
+}
