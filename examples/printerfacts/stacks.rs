@@ -76,15 +76,19 @@ pub(crate) fn aws_image(source: &ImageSource) -> Stack {
         ),
     );
 
-    let object = s3::Object::new("nixos").bucket(images.name()).key("printerfacts/nixos-amazon-image");
-    let (object, format, boot_mode): (_, _, Value<String>) = match source {
+    // Uploads and AMIs are named from the image's store hash: a new image never overwrites an old one.
+    let object = s3::Object::new("nixos").bucket(images.name());
+    let (object, format, boot_mode, ami_name): (_, _, Value<String>, Value<String>) = match source {
         ImageSource::Nix => {
             let image = stack.add(nixos::Image::new("printerfacts", "examples/printerfacts/host.nix").format("vpc"));
-            (object.source_output(image.file(), image.identity()), "VHD", image.boot_mode().into())
+            let object =
+                object.key(image.object_key("printerfacts/", ".vhd")).source_output(image.file(), image.identity());
+            (object, "VHD", image.boot_mode().into(), image.name_with("printerfacts-nixos-").into())
         }
         ImageSource::File(path) => {
             let vhd = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("vhd"));
-            (object.source_file(path), if vhd { "VHD" } else { "RAW" }, "legacy-bios".into())
+            let object = object.key("printerfacts/nixos-amazon-image").source_file(path);
+            (object, if vhd { "VHD" } else { "RAW" }, "legacy-bios".into(), "printerfacts-nixos".into())
         }
     };
     let object = stack.add(object);
@@ -98,7 +102,7 @@ pub(crate) fn aws_image(source: &ImageSource) -> Stack {
     );
     let ami = stack.add(
         ec2::Image::new("nixos")
-            .image_name("printerfacts-nixos")
+            .image_name(ami_name)
             .root_snapshot(snapshot.id())
             .boot_mode(boot_mode)
             .root_volume_size_gib(8)

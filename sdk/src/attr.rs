@@ -66,6 +66,15 @@ impl Expr {
         self
     }
 
+    /// Literal text followed by the expression.
+    pub fn prepend(mut self, text: &str) -> Self {
+        match self.parts.first_mut() {
+            Some(Part::Lit(first)) => first.insert_str(0, text),
+            _ => self.parts.insert(0, Part::Lit(text.to_owned())),
+        }
+        self
+    }
+
     /// The pieces, in order.
     pub fn parts(&self) -> &[Part] {
         &self.parts

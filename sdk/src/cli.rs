@@ -268,7 +268,7 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
         Err(e) if e.kind() == ErrorKind::Usage && !cli.sandbox => None,
         Err(e) => return Err(e),
     };
-    let mut ws = Workspace::new(&state_dir);
+    let mut ws = Workspace::new(&state_dir).with_nix(".");
     if let Some(aws) = &aws {
         ws = ws.with_aws(aws.clone());
     }

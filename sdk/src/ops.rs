@@ -53,6 +53,14 @@ impl Workspace {
         self
     }
 
+    /// Builds NixOS images with the local Nix, resolving their paths against `root` (the project root) and
+    /// keeping GC roots for built images under `<state_dir>/gcroots`.
+    pub fn with_nix(mut self, root: impl Into<PathBuf>) -> Self {
+        let builder = crate::nixos::ImageBuilder::new(root, self.state_dir.join("gcroots"));
+        self.providers = self.providers.register(&["nixos_image"], Arc::new(builder));
+        self
+    }
+
     /// Adds providers (in addition to the remote state reader).
     pub fn with_providers(mut self, configure: impl FnOnce(Providers) -> Providers) -> Self {
         self.providers = configure(self.providers);
@@ -96,6 +104,22 @@ fn store_for(
     })
 }
 
+/// The stack with the inputs providers complete before planning (a Nix image's derivation), and the notes
+/// they left about what they could not work out.
+pub async fn prepare(stack: &Stack, providers: &Providers) -> Result<(Stack, Vec<String>)> {
+    let mut prepared = stack.clone();
+    let mut notes = Vec::new();
+    for node in stack.nodes() {
+        let Ok(provider) = providers.get(node.address.kind()) else { continue };
+        let (inputs, note) = provider.prepare(&node.address, &node.inputs).await?;
+        if inputs != node.inputs {
+            prepared.set_inputs(&node.address, inputs);
+        }
+        notes.extend(note);
+    }
+    Ok((prepared, notes))
+}
+
 /// What to plan.
 #[derive(Clone, Debug, Default)]
 pub struct PlanRequest {
@@ -137,7 +161,8 @@ pub async fn plan(
     let mut upstream: BTreeMap<String, Attrs> = BTreeMap::new();
     let mut plans = Vec::new();
     for stack in selected(project, &request.stacks, request.destroy)? {
-        let mut notes = Vec::new();
+        let (stack, mut notes) = prepare(stack, &ws.providers).await?;
+        let stack = &stack;
         let prior = match ws.store(stack) {
             Ok(store) => store.load().await?.unwrap_or_else(|| State::new(stack.name())),
             // Offline: state that only AWS holds is taken as empty, and the plan says so.
@@ -151,7 +176,7 @@ pub async fn plan(
         let options =
             PlanOptions { destroy: request.destroy, targets: request.targets.clone(), refreshed: !request.no_refresh };
         let mut plan = plan_stack(stack, &prior, &refreshed, &options)?;
-        plan.notes = notes;
+        plan.notes.extend(notes);
         upstream.insert(stack.name().to_owned(), planned_outputs(&plan, &prior));
         plans.push(plan);
     }
@@ -273,7 +298,7 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<Vec<ApplyReport>> {
     project.check()?;
-    let mut work: Vec<(&Stack, &Plan, Box<dyn StateStore>)> = Vec::new();
+    let mut work: Vec<(Stack, &Plan, Box<dyn StateStore>)> = Vec::new();
     for p in &plan.stacks {
         let stack = project.get(&p.stack).ok_or_else(|| {
             Error::new(
@@ -281,7 +306,8 @@ pub async fn apply(
                 format!("the plan is for stack {:?}, which the project does not have", p.stack),
             )
         })?;
-        work.push((stack, p, ws.store(stack)?));
+        let store = ws.store(stack)?;
+        work.push((prepare(stack, &ws.providers).await?.0, p, store));
     }
     let operation = if plan.stacks.iter().any(|p| p.destroy) { "destroy" } else { "apply" };
     let mut locked = Vec::new();

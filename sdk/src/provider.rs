@@ -127,6 +127,13 @@ pub trait Provider: Send + Sync {
 
     /// Deletes the object; an object that is already gone is not an error.
     async fn delete(&self, ctx: &StepContext, prior: &ResourceState) -> Result<()>;
+
+    /// Completes a resource's inputs with what only this provider can tell before planning, without side
+    /// effects (a Nix image's derivation path). Called at plan time and again at apply time; returns the
+    /// inputs and, when something could not be worked out, a note for the plan. The default changes nothing.
+    async fn prepare(&self, _address: &Address, inputs: &Attrs) -> Result<(Attrs, Option<String>)> {
+        Ok((inputs.clone(), None))
+    }
 }
 
 /// The providers of a run, by resource kind, with an optional fallback for every other kind.

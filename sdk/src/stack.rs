@@ -190,6 +190,13 @@ impl Stack {
         self.outputs.push(StackOutput { name: key.name.to_owned(), value, sensitive: key.sensitive });
     }
 
+    /// Replaces a declared resource's inputs (with what a provider prepared at plan time).
+    pub(crate) fn set_inputs(&mut self, address: &Address, inputs: Attrs) {
+        if let Some(&i) = self.index.get(address) {
+            self.nodes[i].inputs = inputs;
+        }
+    }
+
     /// The declared resources, in declaration order.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes

@@ -179,6 +179,18 @@ fn invent_outputs(ctx: &StepContext, n: u64, inputs: &Attrs) -> Attrs {
 
 #[async_trait]
 impl Provider for MemoryCloud {
+    /// Inputs that a real provider works out at plan time (a Nix derivation) get a fixed stand-in value.
+    async fn prepare(&self, address: &Address, inputs: &Attrs) -> Result<(Attrs, Option<String>)> {
+        let prepared = inputs
+            .iter()
+            .map(|(k, v)| match v {
+                Attr::Unknown => (k.clone(), Attr::Str(format!("memory:{address}:{k}"))),
+                other => (k.clone(), other.clone()),
+            })
+            .collect();
+        Ok((prepared, None))
+    }
+
     async fn read(&self, kind: &str, requests: &[ReadRequest<'_>]) -> Result<Vec<Option<Observed>>> {
         let mut cloud = self.cloud();
         cloud.calls.push(Call::Read(kind.to_owned(), requests.len()));

@@ -31,3 +31,6 @@ mod aws;
 
 /// The reference workflow against moto, and concurrent runs.
 mod workflow;
+
+/// The NixOS image resource with real Nix.
+mod nixos_image;

@@ -170,7 +170,7 @@ pub const VOLUME_TYPES: [&str; 6] = ["gp3", "gp2", "io1", "io2", "st1", "sc1"];
 #[derive(Clone, Debug)]
 pub struct Image {
     name: String,
-    image_name: Option<String>,
+    image_name: Option<Value<String>>,
     description: Option<String>,
     architecture: String,
     boot_mode: Value<String>,
@@ -237,8 +237,9 @@ impl Image {
         }
     }
 
-    /// The AMI name (unique per account and region; changing it replaces the image).
-    pub fn image_name(mut self, name: impl Into<String>) -> Self {
+    /// The AMI name (unique per account and region; changing it replaces the image), e.g. from a NixOS
+    /// image's store hash (`image.name_with("nixos-")`).
+    pub fn image_name(mut self, name: impl Into<Value<String>>) -> Self {
         self.image_name = Some(name.into());
         self
     }
@@ -294,8 +295,8 @@ impl Image {
 
     tag_methods!();
 
-    fn ami_name(&self) -> String {
-        self.image_name.clone().unwrap_or_else(|| self.name.clone())
+    fn ami_name(&self) -> Value<String> {
+        self.image_name.clone().unwrap_or_else(|| Value::Known(self.name.clone()))
     }
 }
 
@@ -322,7 +323,7 @@ impl Resource for Image {
             ("description".into(), opt_str(&self.description)),
             ("ena_support".into(), Attr::Bool(self.ena_support)),
             ("imds_support".into(), if self.imds_v2_only { Attr::str("v2.0") } else { Attr::Null }),
-            ("name".into(), Attr::Str(self.ami_name())),
+            ("name".into(), self.ami_name().to_attr()),
             ("root_device_name".into(), Attr::str(&self.root_device_name)),
             ("snapshot_id".into(), opt(&self.snapshot)),
             ("sriov_net_support".into(), if self.sriov_net_support { Attr::str("simple") } else { Attr::Null }),
@@ -333,9 +334,9 @@ impl Resource for Image {
     }
 
     fn validate(&self, v: &mut Validator<'_>) {
-        let name = self.ami_name();
-        if !(3..=128).contains(&name.len())
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c))
+        if let Value::Known(name) = self.ami_name()
+            && (!(3..=128).contains(&name.len())
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c)))
         {
             v.error("name", format!("{name:?} is not an AMI name (3 to 128 of letters, digits and ()[] ./-'@_)"));
         }

@@ -13,7 +13,7 @@ use crate::address::Mode;
 use crate::attr::{Attr, Attrs};
 use crate::resource::{Handle, Lifecycle, Resource, Validator};
 use crate::schema::{Field, OutputField, Schema};
-use crate::value::{Digest, Output, StorePath};
+use crate::value::{Digest, ObjectKey, Output, StorePath};
 
 /// Disk image formats: raw for the EBS direct path, VHD (`vpc`) for the S3 + ImportSnapshot path.
 pub const IMAGE_FORMATS: [&str; 2] = ["raw", "vpc"];
@@ -29,21 +29,18 @@ pub struct Image {
     lifecycle: Lifecycle,
 }
 
-static IMAGE_FIELDS: [Field; 4] = [
+static IMAGE_FIELDS: [Field; 6] = [
     Field::new("configuration").force_new(),
+    // The identity: the derivation, worked out at plan time by the Nix provider (no build).
+    Field::new("drv_path").force_new(),
     Field::new("format").force_new(),
     Field::new("image_nix").force_new(),
+    Field::new("out_path").force_new(),
     Field::new("system").force_new(),
 ];
 
-static IMAGE_OUTPUTS: [OutputField; 6] = [
-    OutputField::new("boot_mode"),
-    OutputField::new("drv_path"),
-    OutputField::new("file"),
-    OutputField::new("identity"),
-    OutputField::new("label"),
-    OutputField::new("out_path"),
-];
+static IMAGE_OUTPUTS: [OutputField; 4] =
+    [OutputField::new("boot_mode"), OutputField::new("file"), OutputField::new("identity"), OutputField::new("label")];
 
 /// The schema of [`Image`].
 pub static IMAGE: Schema = Schema {
@@ -52,9 +49,24 @@ pub static IMAGE: Schema = Schema {
     fields: &IMAGE_FIELDS,
     outputs: &IMAGE_OUTPUTS,
     id: Some("drv_path"),
-    predict: crate::schema::predict_nothing,
+    predict: predict_image,
     open_outputs: false,
 };
+
+/// The identity is the store path's hash, known as soon as the derivation is.
+fn predict_image(inputs: &Attrs) -> Attrs {
+    inputs
+        .get("out_path")
+        .and_then(Attr::as_str)
+        .and_then(store_hash)
+        .map(|hash| Attrs::from([("identity".to_owned(), Attr::str(hash))]))
+        .unwrap_or_default()
+}
+
+/// The hash part of a store path (`/nix/store/<hash>-<name>`).
+pub(crate) fn store_hash(path: &str) -> Option<&str> {
+    path.strip_prefix("/nix/store/").and_then(|rest| rest.split('-').next()).filter(|h| h.len() == 32)
+}
 
 impl Image {
     /// An image of the host configuration at `configuration` (a NixOS module file), raw, for x86_64-linux,
@@ -101,8 +113,10 @@ impl Resource for Image {
     fn inputs(&self) -> Attrs {
         Attrs::from([
             ("configuration".into(), Attr::Str(self.configuration.display().to_string())),
+            ("drv_path".into(), Attr::Unknown),
             ("format".into(), Attr::str(&self.format)),
             ("image_nix".into(), Attr::Str(self.image_nix.display().to_string())),
+            ("out_path".into(), Attr::Unknown),
             ("system".into(), Attr::str(&self.system)),
         ])
     }
@@ -135,8 +149,22 @@ impl Handle<Image> {
         self.attribute("out_path")
     }
 
+    /// An S3 key named after the image's store hash: `<prefix><hash><suffix>`, so a new image is a new object.
+    pub fn object_key(&self, prefix: &str, suffix: &str) -> Output<ObjectKey> {
+        Output::from_expr(self.identity().expr().clone().prepend(prefix).join(suffix))
+    }
+
+    /// A name (for an AMI or a snapshot) made from the image's store hash: `<prefix><hash>`.
+    pub fn name_with(&self, prefix: &str) -> Output<String> {
+        Output::from_expr(self.identity().expr().clone().prepend(prefix))
+    }
+
     /// `legacy-bios` or `uefi`, from the image's `image-info.json`.
     pub fn boot_mode(&self) -> Output<String> {
         self.attribute("boot_mode")
     }
 }
+
+pub(crate) mod provider;
+
+pub use provider::{INSTALL_NIX, ImageBuilder};

@@ -1,0 +1,202 @@
+//! [`ImageBuilder`]: the provider of NixOS images. At plan time it instantiates the image derivation
+//! (`nix-instantiate`, no build), so an unchanged configuration plans as a no-op; at apply time it builds it
+//! (`nix-store --realise`, kept alive by a GC root) and reads `nix-support/image-info.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use crate::address::Address;
+use crate::attr::{Attr, Attrs};
+use crate::error::{Error, ErrorKind, Result};
+use crate::provider::{Observed, Provider, ReadRequest, StepContext};
+use crate::state::ResourceState;
+
+/// How to install Nix, for messages.
+pub const INSTALL_NIX: &str =
+    "install Nix (https://nixos.org/download, or Debian's `apt-get install nix-bin`) to build NixOS images";
+
+/// Builds NixOS images with the local Nix.
+#[derive(Clone, Debug)]
+pub struct ImageBuilder {
+    root: PathBuf,
+    gc_roots: PathBuf,
+    options: Vec<(String, String)>,
+}
+
+impl ImageBuilder {
+    /// A builder resolving images' paths against `root` (the project root, holding `nix/` and `common/`),
+    /// keeping GC roots for built images under `gc_roots`.
+    pub fn new(root: impl Into<PathBuf>, gc_roots: impl Into<PathBuf>) -> Self {
+        ImageBuilder { root: root.into(), gc_roots: gc_roots.into(), options: Vec::new() }
+    }
+
+    /// Passes `--option name value` to every Nix command (e.g. `sandbox false` where builds cannot be
+    /// sandboxed).
+    pub fn option(mut self, name: &str, value: &str) -> Self {
+        self.options.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        for (name, value) in &self.options {
+            command.args(["--option", name, value]);
+        }
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        command
+    }
+
+    /// Runs a Nix command, returning its trimmed stdout; `None` when Nix is not installed.
+    async fn run(&self, address: &Address, mut command: Command, what: &str) -> Result<Option<String>> {
+        let output = match command.output().await {
+            Ok(output) => output,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::provider(address, format!("cannot run {what}: {e}"))),
+        };
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+            return Err(Error::provider(
+                address,
+                format!(
+                    "{what} failed ({}):\n{}",
+                    output.status,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ),
+            ));
+        }
+        Ok(Some(String::from_utf8_lossy(&output.stdout).trim().to_owned()))
+    }
+
+    fn path(&self, address: &Address, inputs: &Attrs, field: &str) -> Result<PathBuf> {
+        let relative = inputs
+            .get(field)
+            .and_then(Attr::as_str)
+            .ok_or_else(|| Error::provider(address, format!("input `{field}` is missing")))?;
+        let path = self.root.join(relative);
+        if !path.exists() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("{address}: field `{field}`: {} does not exist", path.display()),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// `nix-instantiate`: the derivation and its output path, or `None` without Nix.
+    async fn instantiate(&self, address: &Address, inputs: &Attrs) -> Result<Option<(String, String)>> {
+        let image_nix = self.path(address, inputs, "image_nix")?;
+        let configuration = self.path(address, inputs, "configuration")?;
+        let mut command = self.command("nix-instantiate");
+        command
+            .arg(&image_nix)
+            .args(["--arg", "configuration"])
+            .arg(&configuration)
+            .args(["--argstr", "format", inputs.get("format").and_then(Attr::as_str).unwrap_or("raw")])
+            .args(["--argstr", "system", inputs.get("system").and_then(Attr::as_str).unwrap_or("x86_64-linux")]);
+        let Some(drv) = self.run(address, command, "nix-instantiate").await? else { return Ok(None) };
+        let drv = drv.lines().last().unwrap_or_default().to_owned();
+        let mut query = self.command("nix-store");
+        query.args(["--query", "--outputs", &drv]);
+        let out = self.run(address, query, "nix-store --query --outputs").await?.unwrap_or_default();
+        Ok(Some((drv, out.lines().next().unwrap_or_default().to_owned())))
+    }
+
+    fn gc_root(&self, address: &Address) -> PathBuf {
+        self.gc_roots.join(address.to_string())
+    }
+}
+
+fn not_installed(address: &Address) -> Error {
+    Error::new(ErrorKind::NoProvider, format!("{address}: `nix-instantiate` is not on PATH: {INSTALL_NIX}"))
+}
+
+/// The image file and its metadata, from `<out>/nix-support/image-info.json`.
+fn image_info(address: &Address, out: &Path) -> Result<Attrs> {
+    let path = out.join("nix-support/image-info.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::provider(address, format!("the image has no {}: {e}", path.display())))?;
+    let info: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::provider(address, format!("{} is not JSON: {e}", path.display())))?;
+    let field = |name: &str| info.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let file = field("file").ok_or_else(|| Error::provider(address, format!("{} names no `file`", path.display())))?;
+    let file = if Path::new(&file).is_absolute() { file } else { out.join(file).display().to_string() };
+    let identity = super::store_hash(&out.display().to_string()).unwrap_or_default().to_owned();
+    Ok(Attrs::from([
+        ("boot_mode".to_owned(), field("boot_mode").map_or(Attr::str("legacy-bios"), Attr::Str)),
+        ("file".to_owned(), Attr::Str(file)),
+        ("identity".to_owned(), Attr::Str(identity)),
+        ("label".to_owned(), field("label").map_or(Attr::Null, Attr::Str)),
+    ]))
+}
+
+#[async_trait]
+impl Provider for ImageBuilder {
+    async fn prepare(&self, address: &Address, inputs: &Attrs) -> Result<(Attrs, Option<String>)> {
+        let mut prepared = inputs.clone();
+        match self.instantiate(address, inputs).await {
+            Ok(Some((drv, out))) => {
+                prepared.insert("drv_path".into(), Attr::Str(drv));
+                prepared.insert("out_path".into(), Attr::Str(out));
+                Ok((prepared, None))
+            }
+            Ok(None) => Ok((
+                prepared,
+                Some(format!("{address} was not evaluated: `nix-instantiate` is not on PATH; {INSTALL_NIX}")),
+            )),
+            // A missing file is a configuration error; anything else (no network for the pinned sources,
+            // say) leaves the image unknown, and the plan says why.
+            Err(e) if e.kind() == ErrorKind::InvalidConfig => Err(e),
+            Err(e) => {
+                let text = e.to_string();
+                let first = text.lines().rev().find(|l| l.contains("error:")).unwrap_or_default();
+                let first = first.trim().trim_start_matches("warning: ").to_owned();
+                Ok((prepared, Some(format!("{address} could not be evaluated, so its image is unknown: {first}"))))
+            }
+        }
+    }
+
+    async fn read(&self, _kind: &str, requests: &[ReadRequest<'_>]) -> Result<Vec<Option<Observed>>> {
+        // A built image exists while its output path is in the store; reading never builds or hashes.
+        Ok(requests
+            .iter()
+            .map(|r| {
+                let out = r.inputs.get("out_path").and_then(Attr::as_str)?;
+                Path::new(out).exists().then(|| Observed { inputs: r.inputs.clone(), outputs: r.outputs.clone() })
+            })
+            .collect())
+    }
+
+    async fn create(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed> {
+        let address = &ctx.address;
+        let drv = inputs.get("drv_path").and_then(Attr::as_str).ok_or_else(|| not_installed(address))?;
+        std::fs::create_dir_all(&self.gc_roots)
+            .map_err(|e| Error::provider(address, format!("cannot create {}: {e}", self.gc_roots.display())))?;
+        ctx.progress(format!("building {drv}"));
+        let mut build = self.command("nix-store");
+        build.args(["--realise", drv, "--add-root"]).arg(self.gc_root(address)).arg("--indirect");
+        let out = self.run(address, build, "nix-store --realise").await?.ok_or_else(|| not_installed(address))?;
+        let out = PathBuf::from(out.lines().last().unwrap_or_default());
+        // The GC root is a symlink to the output; the output itself is what image-info describes.
+        let out = std::fs::canonicalize(&out).unwrap_or(out);
+        Ok(Observed { inputs: inputs.clone(), outputs: image_info(address, &out)? })
+    }
+
+    async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
+        // Every field forces a new image; nothing changes in place.
+        let _ = ctx;
+        Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
+    }
+
+    async fn delete(&self, ctx: &StepContext, _prior: &ResourceState) -> Result<()> {
+        // The image stays in the store until Nix collects garbage; only paranix's root goes.
+        match std::fs::remove_file(self.gc_root(&ctx.address)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::provider(&ctx.address, format!("cannot remove the GC root: {e}"))),
+        }
+    }
+}
