@@ -272,7 +272,7 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
     if let Some(aws) = &aws {
         ws = ws.with_aws(aws.clone());
     }
-    let ws = configure(ws);
+    let ws = configure(ws.with_deployer());
     let code = run_command(&project, &ws, cli).await;
     if let Some(aws) = &aws {
         let counts = aws.request_counts().snapshot();

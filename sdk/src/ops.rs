@@ -61,6 +61,20 @@ impl Workspace {
         self
     }
 
+    /// Deploys NixOS systems over SSH, keeping control sockets and temporary keys in a private directory
+    /// under the system's temporary directory (socket paths must stay short).
+    pub fn with_deployer(mut self) -> Self {
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("paranix-ssh-{}-{run}", std::process::id()));
+        let mut deployer = crate::nixos::Deployer::new(dir);
+        if let Some(aws) = &self.aws {
+            deployer = deployer.with_aws(aws.clone());
+        }
+        self.providers = self.providers.register(&["nixos_deployment"], Arc::new(deployer));
+        self
+    }
+
     /// Adds providers (in addition to the remote state reader).
     pub fn with_providers(mut self, configure: impl FnOnce(Providers) -> Providers) -> Self {
         self.providers = configure(self.providers);

@@ -34,3 +34,6 @@ mod workflow;
 
 /// The NixOS image resource with real Nix.
 mod nixos_image;
+
+/// NixOS deploys over SSH against the rig.
+mod deploy;

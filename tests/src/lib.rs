@@ -3,3 +3,7 @@
 /// A local AWS (moto plus paranix's extensions) for tests that drive the real SDK clients: see
 /// [`moto::MotoServer`].
 pub mod moto;
+
+/// Real SSH targets (an sshd in its own mount namespace with its own `/nix`, `/run`, `/root` and `/etc/nix`
+/// each) and fake NixOS systems, for testing deploys without NixOS: see [`rig::Rig`].
+pub mod rig;

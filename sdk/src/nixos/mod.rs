@@ -165,6 +165,9 @@ impl Handle<Image> {
     }
 }
 
+pub mod deploy;
 pub(crate) mod provider;
+pub mod ssh;
 
+pub use deploy::{Deployer, Deployment, HealthCheck};
 pub use provider::{INSTALL_NIX, ImageBuilder};
