@@ -431,7 +431,9 @@ impl Run<'_> {
         let inputs: Option<Attrs> = match (step, node) {
             (Step::Create | Step::Update | Step::Read, Some(node)) => {
                 let resolved = planner::resolve_inputs(node, &mut self.lookup());
-                if let Some((field, _)) = resolved.iter().find(|(_, v)| !v.is_known()) {
+                // References must all be resolved by now; values only the provider can compute (`Unknown`)
+                // are its to fill in.
+                if let Some((field, _)) = resolved.iter().find(|(_, v)| v.has_refs()) {
                     return Err(Error::new(
                         ErrorKind::Provider,
                         format!("{address}: input `{field}` is still unknown at apply time"),

@@ -191,6 +191,16 @@ impl Attr {
         }
     }
 
+    /// True if the tree holds an unresolved reference (as opposed to a value a provider computes).
+    pub fn has_refs(&self) -> bool {
+        match self {
+            Attr::Ref(_) => true,
+            Attr::List(items) => items.iter().any(Attr::has_refs),
+            Attr::Map(map) => map.values().any(Attr::has_refs),
+            _ => false,
+        }
+    }
+
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {

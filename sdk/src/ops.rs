@@ -57,7 +57,7 @@ impl Workspace {
     /// keeping GC roots for built images under `<state_dir>/gcroots`.
     pub fn with_nix(mut self, root: impl Into<PathBuf>) -> Self {
         let builder = crate::nixos::ImageBuilder::new(root, self.state_dir.join("gcroots"));
-        self.providers = self.providers.register(&["nixos_image"], Arc::new(builder));
+        self.providers = self.providers.register(&["nixos_image", "nixos_system"], Arc::new(builder));
         self
     }
 

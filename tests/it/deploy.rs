@@ -236,3 +236,64 @@ async fn the_private_key_never_appears_in_events_or_errors() {
         assert!(!text.contains(&marker), "the private key leaked into the {what}");
     }
 }
+
+#[tokio::test]
+async fn a_system_built_from_rust_values_is_planned_by_store_path_and_deployed() {
+    // The host's configuration takes values from Rust as JSON; the toplevel's store path is known at plan
+    // time, so the deployment's plan shows old and new system paths.
+    let rig = Rig::new();
+    let target = rig.target("built");
+    let root = tempfile::tempdir().expect("tempdir");
+    let nix_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nix");
+    for file in ["fake-host.nix", "fake-system.nix"] {
+        std::fs::copy(nix_dir.join(file), root.path().join(file)).expect("copy");
+    }
+    std::fs::write(root.path().join("host.nix"), "{ }\n").expect("write");
+    let builder = paranix::nixos::ImageBuilder::new(root.path(), root.path().join("gcroots"))
+        .option("build-users-group", "")
+        .option("sandbox", "false")
+        .option("substituters", "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws =
+        Workspace::new(dir.path()).with_deployer().with_providers(|p| p.register(&["nixos_system"], Arc::new(builder)));
+    let build = |tag: &str| {
+        let mut stack = Stack::new("hosts");
+        let system = stack.add(
+            paranix::nixos::System::new("web", "host.nix")
+                .host_nix("fake-host.nix")
+                .value::<String>("tag", tag)
+                .value::<String>("salt", "built"),
+        );
+        stack.add(
+            Deployment::new("web")
+                .host(target.addr())
+                .port(i64::from(target.port()))
+                .host_key(target.host_public_key())
+                .identity_file(rig.client_key())
+                .toplevel(system.toplevel()),
+        );
+        Project::new().stack(stack)
+    };
+    let plan = ops::plan(&build("gen1"), &ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    let toplevel = plan.stacks[0].changes()[1].after.as_ref().expect("after")["toplevel"].as_str().map(str::to_owned);
+    let toplevel = toplevel.expect("the deployment's toplevel is known at plan time");
+    for report in ops::apply(&build("gen1"), &ws, &plan, &ApplyOptions::default()).await.expect("apply") {
+        report.into_result().expect("deployed");
+    }
+    assert_eq!(target.current_system().as_deref(), Some(toplevel.as_str()));
+    let again = ops::plan(&build("gen1"), &ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    assert!(again.is_empty(), "{again}");
+
+    // A changed value: a new system, and the deployment shows both store paths.
+    let plan = ops::plan(&build("gen2"), &ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    let text = plan.to_string();
+    assert!(text.contains(&format!("~ toplevel = \"{toplevel}\" -> \"/nix/store/")), "{text}");
+    for report in ops::apply(&build("gen2"), &ws, &plan, &ApplyOptions::default()).await.expect("apply") {
+        report.into_result().expect("deployed");
+    }
+    assert!(
+        target.current_system().is_some_and(|s| s != toplevel && s.ends_with("-gen2")),
+        "{:?}",
+        target.current_system()
+    );
+}

@@ -1,8 +1,12 @@
-//! Real SSH targets for testing NixOS deploys without NixOS: each [`Target`](crate::rig::Target) is a real `sshd` on a free
-//! loopback port, running in its own mount namespace where the target's own directories are mounted on
-//! `/nix`, `/run`, `/root` and `/etc/nix` (and `/etc` is a copy-on-write overlay of the builder's). Every
-//! command an SSH session runs there (`nix-store --serve`, `nix-env`, `switch-to-configuration`, a
-//! `setsid` watchdog) sees the target's store, profiles and `/run`, never the builder's.
+//! Real SSH targets for testing NixOS deploys without NixOS: each [`Target`](crate::rig::Target) is a
+//! real `sshd` on a free loopback port, running in its own mount namespace where the target's own
+//! directories are mounted on `/nix`, `/run`, `/root` and `/etc/nix` (and `/etc` is a copy-on-write
+//! overlay of the builder's). Every command an SSH session runs there (`nix-store --serve`, `nix-env`,
+//! `switch-to-configuration`, a `setsid` watchdog) sees the target's store, profiles and `/run`, never the
+//! builder's.
+//!
+//! (Links in this module's docs are absolute because `lib.rs` documents the module too, and rustdoc then
+//! resolves them from the crate root.)
 //!
 //! ```no_run
 //! use paranix_tests::rig::Rig;
@@ -27,12 +31,14 @@
 //! The fake systems come from `tests/nix/fake-system.nix` (see that file for what its
 //! `bin/switch-to-configuration` does and how to make it fail). The rig needs root, `openssh-server` and
 //! `nix-bin` (Debian 12: `apt-get install --no-install-recommends openssh-server nix-bin`); it does not
-//! need `/etc/nix/nix.conf`, since the builder's Nix gets [`BUILDER_NIX_OPTIONS`](crate::rig::BUILDER_NIX_OPTIONS) on its command line.
+//! need `/etc/nix/nix.conf`, since the builder's Nix gets
+//! [`BUILDER_NIX_OPTIONS`](crate::rig::BUILDER_NIX_OPTIONS) on its command line.
 //!
 //! Processes are only ever ended by PID: a target's sshd, and on drop every process left in the target's
 //! mount namespace (SSH sessions and whatever they detached). A test process that dies without dropping
-//! its targets (killed, or a target kept in a `static`) leaves them running; the next [`Rig::new`](crate::rig::Rig::new) kills
-//! such leftovers of dead processes. Only the std library is used.
+//! its targets (killed, or a target kept in a `static`) leaves them running; the next
+//! [`Rig::new`](crate::rig::Rig::new) kills such leftovers of dead processes. Only the std library is
+//! used.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
@@ -129,6 +135,7 @@ impl Rig {
     /// tests that need the rig fail rather than skip. Also kills targets leaked by rigs of test processes
     /// that died without dropping them (see the module docs).
     pub fn new() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
         check_prerequisites();
         reap_leaked_targets();
         // Targets bind-mount their own /nix over this mount point; the first nix command creates it
@@ -136,7 +143,6 @@ impl Rig {
         if !Path::new("/nix").exists() {
             fs::create_dir_all("/nix").expect("create /nix (the mount point of the targets' stores)");
         }
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let path = loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = PathBuf::from(format!("/tmp/pnx-rig-{}-{n}", std::process::id()));
@@ -190,14 +196,13 @@ impl Rig {
             .expect("run nix-build");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let path = stdout.lines().last().unwrap_or_default().trim().to_owned();
-        if !output.status.success() || !path.starts_with('/') {
-            panic!(
-                "nix-build {} (tag {tag:?}, salt {salt:?}) failed ({}):\n{}",
-                nix.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        assert!(
+            output.status.success() && path.starts_with('/'),
+            "nix-build {} (tag {tag:?}, salt {salt:?}) failed ({}):\n{}",
+            nix.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
         path
     }
 

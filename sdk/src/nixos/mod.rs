@@ -13,7 +13,7 @@ use crate::address::Mode;
 use crate::attr::{Attr, Attrs};
 use crate::resource::{Handle, Lifecycle, Resource, Validator};
 use crate::schema::{Field, OutputField, Schema};
-use crate::value::{Digest, ObjectKey, Output, StorePath};
+use crate::value::{Digest, ObjectKey, Output, StorePath, Value};
 
 /// Disk image formats: raw for the EBS direct path, VHD (`vpc`) for the S3 + ImportSnapshot path.
 pub const IMAGE_FORMATS: [&str; 2] = ["raw", "vpc"];
@@ -165,9 +165,128 @@ impl Handle<Image> {
     }
 }
 
+/// A NixOS system (a host's `config.system.build.toplevel`) built from its configuration plus values from
+/// Rust, passed to Nix as a JSON file (`PARANIX_VALUES`), never spliced into Nix source.
+#[derive(Clone, Debug)]
+pub struct System {
+    name: String,
+    configuration: PathBuf,
+    host_nix: PathBuf,
+    system: String,
+    values: std::collections::BTreeMap<String, Attr>,
+    lifecycle: Lifecycle,
+}
+
+static SYSTEM_FIELDS: [Field; 6] = [
+    Field::new("configuration").force_new(),
+    Field::new("drv_path").force_new(),
+    Field::new("host_nix").force_new(),
+    Field::new("out_path").force_new(),
+    Field::new("system").force_new(),
+    Field::new("values").force_new(),
+];
+
+static SYSTEM_OUTPUTS: [OutputField; 1] = [OutputField::new("toplevel")];
+
+/// The schema of [`System`].
+pub static SYSTEM: Schema = Schema {
+    kind: "nixos_system",
+    mode: Mode::Managed,
+    fields: &SYSTEM_FIELDS,
+    outputs: &SYSTEM_OUTPUTS,
+    id: Some("out_path"),
+    predict: predict_system,
+    open_outputs: false,
+};
+
+/// The toplevel is the derivation's output, known as soon as the derivation is.
+fn predict_system(inputs: &Attrs) -> Attrs {
+    inputs
+        .get("out_path")
+        .filter(|p| p.as_str().is_some_and(|p| p.starts_with("/nix/store/")))
+        .map(|p| Attrs::from([("toplevel".to_owned(), p.clone())]))
+        .unwrap_or_default()
+}
+
+impl System {
+    /// The system of the host configuration at `configuration`, built by `nix/host.nix`, for x86_64-linux.
+    pub fn new(name: impl Into<String>, configuration: impl Into<PathBuf>) -> Self {
+        System {
+            name: name.into(),
+            configuration: configuration.into(),
+            host_nix: PathBuf::from("nix/host.nix"),
+            system: "x86_64-linux".into(),
+            values: std::collections::BTreeMap::new(),
+            lifecycle: Lifecycle::default(),
+        }
+    }
+
+    /// The Nix file that evaluates hosts (default `nix/host.nix`).
+    pub fn host_nix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.host_nix = path.into();
+        self
+    }
+
+    /// The Nix system (`x86_64-linux` by default).
+    pub fn system(mut self, system: impl Into<String>) -> Self {
+        self.system = system.into();
+        self
+    }
+
+    /// A value for the configuration (a literal or an output such as an instance's address), readable in
+    /// Nix as a field of the `PARANIX_VALUES` JSON.
+    pub fn value<T: crate::value::IntoAttr>(mut self, name: &str, value: impl Into<Value<T>>) -> Self {
+        self.values.insert(name.to_owned(), value.into().to_attr());
+        self
+    }
+
+    /// A list of strings for the configuration (SSH keys, say).
+    pub fn values<T: crate::value::IntoAttr>(mut self, name: &str, values: Vec<Value<T>>) -> Self {
+        self.values.insert(name.to_owned(), Attr::List(values.iter().map(Value::to_attr).collect()));
+        self
+    }
+}
+
+impl Resource for System {
+    fn schema() -> &'static Schema {
+        &SYSTEM
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inputs(&self) -> Attrs {
+        Attrs::from([
+            ("configuration".into(), Attr::Str(self.configuration.display().to_string())),
+            ("drv_path".into(), Attr::Unknown),
+            ("host_nix".into(), Attr::Str(self.host_nix.display().to_string())),
+            ("out_path".into(), Attr::Unknown),
+            ("system".into(), Attr::str(&self.system)),
+            ("values".into(), Attr::Map(self.values.clone())),
+        ])
+    }
+
+    fn validate(&self, v: &mut Validator<'_>) {
+        if !["x86_64-linux", "aarch64-linux"].contains(&self.system.as_str()) {
+            v.error("system", format!("{:?} is not one of x86_64-linux, aarch64-linux", self.system));
+        }
+    }
+
+    crate::aws::lifecycle_methods!();
+}
+
+impl Handle<System> {
+    /// The system's toplevel store path (known at plan time once its derivation is).
+    pub fn toplevel(&self) -> Output<StorePath> {
+        self.attribute("toplevel")
+    }
+}
+
 pub mod deploy;
 pub(crate) mod provider;
 pub mod ssh;
 
 pub use deploy::{Deployer, Deployment, HealthCheck};
+
 pub use provider::{INSTALL_NIX, ImageBuilder};

@@ -86,17 +86,27 @@ impl ImageBuilder {
         Ok(path)
     }
 
-    /// `nix-instantiate`: the derivation and its output path, or `None` without Nix.
+    /// `nix-instantiate`: the derivation and its output path; `Ok(None)` without Nix. Images are evaluated
+    /// by `image_nix`; systems by `host_nix`, with their values in a JSON file named by `PARANIX_VALUES`.
     async fn instantiate(&self, address: &Address, inputs: &Attrs) -> Result<Option<(String, String)>> {
-        let image_nix = self.path(address, inputs, "image_nix")?;
+        let system_kind = address.kind() == "nixos_system";
+        let nix_file = self.path(address, inputs, if system_kind { "host_nix" } else { "image_nix" })?;
         let configuration = self.path(address, inputs, "configuration")?;
         let mut command = self.command("nix-instantiate");
-        command
-            .arg(&image_nix)
-            .args(["--arg", "configuration"])
-            .arg(&configuration)
-            .args(["--argstr", "format", inputs.get("format").and_then(Attr::as_str).unwrap_or("raw")])
-            .args(["--argstr", "system", inputs.get("system").and_then(Attr::as_str).unwrap_or("x86_64-linux")]);
+        command.arg(&nix_file).args(["--arg", "configuration"]).arg(&configuration);
+        if !system_kind {
+            command.args(["--argstr", "format", inputs.get("format").and_then(Attr::as_str).unwrap_or("raw")]);
+        }
+        command.args(["--argstr", "system", inputs.get("system").and_then(Attr::as_str).unwrap_or("x86_64-linux")]);
+        let _values_file = if system_kind {
+            let values = inputs.get("values").cloned().unwrap_or(Attr::Map(Default::default()));
+            let file = tempfile_with(&values.to_json().to_string())
+                .map_err(|e| Error::provider(address, format!("cannot write the values file: {e}")))?;
+            command.env("PARANIX_VALUES", file.path());
+            Some(file)
+        } else {
+            None
+        };
         let Some(drv) = self.run(address, command, "nix-instantiate").await? else { return Ok(None) };
         let drv = drv.lines().last().unwrap_or_default().to_owned();
         let mut query = self.command("nix-store");
@@ -107,6 +117,33 @@ impl ImageBuilder {
 
     fn gc_root(&self, address: &Address) -> PathBuf {
         self.gc_roots.join(address.to_string())
+    }
+}
+
+/// A temporary file holding `text` (removed when dropped).
+fn tempfile_with(text: &str) -> std::io::Result<TempFile> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("paranix-values-{}-{n}.json", std::process::id()));
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(TempFile(path))
+}
+
+/// A file removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -137,6 +174,10 @@ fn image_info(address: &Address, out: &Path) -> Result<Attrs> {
 impl Provider for ImageBuilder {
     async fn prepare(&self, address: &Address, inputs: &Attrs) -> Result<(Attrs, Option<String>)> {
         let mut prepared = inputs.clone();
+        // A system whose values depend on changes in this run is evaluated at apply time.
+        if inputs.get("values").is_some_and(|v| !v.is_known()) {
+            return Ok((prepared, None));
+        }
         match self.instantiate(address, inputs).await {
             Ok(Some((drv, out))) => {
                 prepared.insert("drv_path".into(), Attr::Str(drv));
@@ -172,7 +213,16 @@ impl Provider for ImageBuilder {
 
     async fn create(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed> {
         let address = &ctx.address;
-        let drv = inputs.get("drv_path").and_then(Attr::as_str).ok_or_else(|| not_installed(address))?;
+        let instantiated;
+        let drv = match inputs.get("drv_path").and_then(Attr::as_str) {
+            Some(drv) => drv,
+            None => {
+                // Not known at plan time (its values were not): evaluate now, with every value resolved.
+                ctx.progress("evaluating");
+                instantiated = self.instantiate(address, inputs).await?.ok_or_else(|| not_installed(address))?;
+                &instantiated.0
+            }
+        };
         std::fs::create_dir_all(&self.gc_roots)
             .map_err(|e| Error::provider(address, format!("cannot create {}: {e}", self.gc_roots.display())))?;
         ctx.progress(format!("building {drv}"));
@@ -182,6 +232,13 @@ impl Provider for ImageBuilder {
         let out = PathBuf::from(out.lines().last().unwrap_or_default());
         // The GC root is a symlink to the output; the output itself is what image-info describes.
         let out = std::fs::canonicalize(&out).unwrap_or(out);
+        if address.kind() == "nixos_system" {
+            let mut recorded = inputs.clone();
+            recorded.insert("drv_path".into(), Attr::str(drv));
+            recorded.insert("out_path".into(), Attr::Str(out.display().to_string()));
+            let outputs = Attrs::from([("toplevel".to_owned(), Attr::Str(out.display().to_string()))]);
+            return Ok(Observed { inputs: recorded, outputs });
+        }
         Ok(Observed { inputs: inputs.clone(), outputs: image_info(address, &out)? })
     }
 
