@@ -134,6 +134,7 @@ pub(crate) fn printerfacts(aws_image: &Stack, instance_type: &str) -> Stack {
             .key_name(key.key_name())
             .security_group(group.id())
             .root_volume_size_gib(40)
+            .host_key_from_console()
             .tag("Name", "printerfacts")
             .tag("Project", "printerfacts"),
     );

@@ -383,7 +383,8 @@ async fn an_ebs_direct_snapshot_becomes_an_ami_and_an_instance_that_updates_in_p
                 .ami(ami.id())
                 .instance_type(instance_type)
                 .security_group(sg.id())
-                .root_volume_size_gib(20),
+                .root_volume_size_gib(20)
+                .host_key_from_console(),
         );
         one(stack)
     };
@@ -397,6 +398,12 @@ async fn an_ebs_direct_snapshot_becomes_an_ami_and_an_instance_that_updates_in_p
     assert_eq!(snapshot.outputs["blocks_written"], Attr::Int(24));
     let instance = state.resources[&"aws_instance.host".parse().expect("address")].clone();
     let id = instance.outputs["id"].as_str().expect("id").to_owned();
+    // The host key the instance printed on its console (moto's extension prints a real ed25519 key).
+    let host_key = instance.outputs["ssh_host_key"].as_str().expect("console host key").to_owned();
+    assert!(
+        host_key.starts_with("ssh-ed25519 AAAA") && paranix::nixos::ssh::fingerprint(&host_key).is_some(),
+        "{host_key}"
+    );
     let described = cloud.ec2.describe_instances().instance_ids(&id).send().await.expect("describe");
     let i = &described.reservations()[0].instances()[0];
     assert_eq!(i.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));

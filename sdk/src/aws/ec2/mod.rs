@@ -861,12 +861,14 @@ pub struct Instance {
     imds_v2_required: bool,
     imds_hop_limit: i64,
     user_data: Option<String>,
+    console_host_key: bool,
     tags: BTreeMap<String, String>,
     lifecycle: Lifecycle,
 }
 
-static INSTANCE_FIELDS: [Field; 9] = [
+static INSTANCE_FIELDS: [Field; 10] = [
     Field::new("ami").force_new(),
+    Field::new("console_host_key"),
     Field::new("instance_type"),
     Field::new("key_name").force_new(),
     Field::new("metadata_options"),
@@ -877,12 +879,13 @@ static INSTANCE_FIELDS: [Field; 9] = [
     Field::new("vpc_security_group_ids").compare(Compare::Set),
 ];
 
-static INSTANCE_OUTPUTS: [OutputField; 5] = [
+static INSTANCE_OUTPUTS: [OutputField; 6] = [
     OutputField::new("arn"),
     OutputField::new("id"),
     OutputField::new("private_ip"),
     OutputField::new("public_dns"),
     OutputField::new("public_ip"),
+    OutputField::new("ssh_host_key"),
 ];
 
 /// The schema of [`Instance`].
@@ -912,6 +915,7 @@ impl Instance {
             imds_v2_required: true,
             imds_hop_limit: 1,
             user_data: None,
+            console_host_key: false,
             tags: BTreeMap::new(),
             lifecycle: Lifecycle::default(),
         }
@@ -977,6 +981,14 @@ impl Instance {
         self
     }
 
+    /// Waits, after launch, for the SSH host key NixOS prints on the serial console (between
+    /// `-----BEGIN SSH HOST KEY KEYS-----` markers) and records it as the output `ssh_host_key`, so deploys
+    /// can pin it (`instance.ssh_host_key()`).
+    pub fn host_key_from_console(mut self) -> Self {
+        self.console_host_key = true;
+        self
+    }
+
     /// User data passed to the instance at first boot (changing it replaces the instance).
     pub fn user_data(mut self, user_data: impl Into<String>) -> Self {
         self.user_data = Some(user_data.into());
@@ -1016,6 +1028,7 @@ impl Resource for Instance {
             ("subnet_id".into(), opt_str(&self.subnet_id)),
             ("tags".into(), tags_attr(&self.tags)),
             ("user_data".into(), opt_str(&self.user_data)),
+            ("console_host_key".into(), Attr::Bool(self.console_host_key)),
             ("vpc_security_group_ids".into(), Attr::List(self.security_groups.iter().map(Value::to_attr).collect())),
         ])
     }
@@ -1068,6 +1081,12 @@ impl Handle<Instance> {
     /// The private IPv4 address.
     pub fn private_ip(&self) -> Output<HostAddress> {
         self.attribute("private_ip")
+    }
+
+    /// The ed25519 SSH host key the instance printed on its console (with
+    /// [`Instance::host_key_from_console`]): pin it in deployments.
+    pub fn ssh_host_key(&self) -> Output<PublicKey> {
+        self.attribute("ssh_host_key")
     }
 
     /// The public DNS name.

@@ -562,6 +562,27 @@ impl InstanceProvider {
         Ok(seen)
     }
 
+    /// Waits for the host key block NixOS prints on the serial console and returns its ed25519 key.
+    async fn console_host_key(&self, ctx: &StepContext, id: &str) -> Result<String> {
+        // The console shows up a minute or two after boot on AWS; NixOS prints the keys once sshd's keys
+        // exist. Ten minutes covers slow boots.
+        let wait = Wait::new(self.0.poll_interval().max(Duration::from_millis(200)), Duration::from_secs(600));
+        wait_for(ctx, &format!("the SSH host key on {id}'s console"), wait, || async {
+            let out = self
+                .0
+                .ec2
+                .get_console_output()
+                .instance_id(id)
+                .latest(true)
+                .send()
+                .await
+                .map_err(aws_error(&ctx.address, "GetConsoleOutput"))?;
+            let text = out.output().map(decode_console).unwrap_or_default();
+            Ok(host_key_from_console(&text))
+        })
+        .await
+    }
+
     fn outputs(&self, seen: &Seen) -> Attrs {
         let i = &seen.instance;
         let id = i.instance_id().unwrap_or_default();
@@ -763,7 +784,11 @@ impl Provider for InstanceProvider {
             .ok_or_else(|| Error::provider(address, "RunInstances returned no instance"))?
             .to_owned();
         let seen = self.wait_state(ctx, &id, InstanceStateName::Running).await?;
-        Ok(Observed { inputs: inputs.clone(), outputs: self.outputs(&seen) })
+        let mut outputs = self.outputs(&seen);
+        if bool_input(inputs, "console_host_key") == Some(true) {
+            outputs.insert("ssh_host_key".into(), Attr::Str(self.console_host_key(ctx, &id).await?));
+        }
+        Ok(Observed { inputs: inputs.clone(), outputs })
     }
 
     async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
@@ -850,6 +875,40 @@ impl Provider for InstanceProvider {
             || async { Ok(self.describe(&ctx.address, vec![id.to_owned()]).await?.is_empty().then_some(())) },
         )
         .await
+    }
+}
+
+/// Console output is base64 (as AWS returns it); anything that is not is taken as text.
+fn decode_console(output: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(output.trim())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|_| output.to_owned())
+}
+
+/// The ed25519 key between NixOS's `-----BEGIN SSH HOST KEY KEYS-----` / `-----END ...-----` markers
+/// (serial consoles end lines with CRLF).
+pub(crate) fn host_key_from_console(text: &str) -> Option<String> {
+    let start = text.find("-----BEGIN SSH HOST KEY KEYS-----")?;
+    let block = &text[start..];
+    let end = block.find("-----END SSH HOST KEY KEYS-----")?;
+    block[..end].lines().map(|l| l.trim_end_matches('\r').trim()).find(|l| l.starts_with("ssh-ed25519 ")).map(|l| {
+        let parts: Vec<&str> = l.split_whitespace().take(2).collect();
+        parts.join(" ")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_key_from_console;
+
+    #[test]
+    fn the_host_key_block_is_found_in_crlf_console_output() {
+        let console = "boot...\r\n-----BEGIN SSH HOST KEY KEYS-----\r\nssh-rsa AAAAB3 root@h\r\n\
+                       ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample root@h\r\n-----END SSH HOST KEY KEYS-----\r\n";
+        assert_eq!(host_key_from_console(console).as_deref(), Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"));
+        assert_eq!(host_key_from_console("no keys here"), None);
     }
 }
 
