@@ -73,6 +73,9 @@ pub struct PlanArgs {
     /// Plan against the recorded state without reading the cloud.
     #[arg(long)]
     pub no_refresh: bool,
+    /// Fail when the paranoid checks warn about anything (SSH open to the world, IMDSv1, ...).
+    #[arg(long)]
+    pub deny_warnings: bool,
 }
 
 /// Options shared by the commands that apply.
@@ -424,7 +427,13 @@ fn stack_names(project: &Project, selected: &[String]) -> Vec<String> {
 }
 
 fn plan_request(stacks: &[String], plan: &PlanArgs, destroy: bool) -> PlanRequest {
-    PlanRequest { stacks: stacks.to_vec(), targets: plan.targets.clone(), no_refresh: plan.no_refresh, destroy }
+    PlanRequest {
+        stacks: stacks.to_vec(),
+        targets: plan.targets.clone(),
+        no_refresh: plan.no_refresh,
+        destroy,
+        deny_warnings: plan.deny_warnings,
+    }
 }
 
 fn show_plan(plan: &ProjectPlan, request: &PlanRequest, json: bool, render: RenderOptions, aws: bool) {

@@ -145,6 +145,8 @@ pub struct PlanRequest {
     pub no_refresh: bool,
     /// Plan to destroy everything (stacks in reverse order).
     pub destroy: bool,
+    /// Fail when the paranoid checks warn about anything.
+    pub deny_warnings: bool,
 }
 
 fn selected<'p>(project: &'p Project, names: &[String], reverse: bool) -> Result<Vec<&'p Stack>> {
@@ -172,6 +174,14 @@ pub async fn plan(
     observer: &dyn Observer,
 ) -> Result<ProjectPlan> {
     project.check()?;
+    let state_buckets: Vec<String> = project
+        .stacks()
+        .iter()
+        .filter_map(|s| match s.state_backend() {
+            Backend::S3 { bucket, .. } => Some(bucket.clone()),
+            _ => None,
+        })
+        .collect();
     let mut upstream: BTreeMap<String, Attrs> = BTreeMap::new();
     let mut plans = Vec::new();
     for stack in selected(project, &request.stacks, request.destroy)? {
@@ -187,12 +197,27 @@ pub async fn plan(
             Err(e) => return Err(e),
         };
         let refreshed = refresh_state(stack, &prior, &ws.providers, &upstream, !request.no_refresh, observer).await?;
-        let options =
-            PlanOptions { destroy: request.destroy, targets: request.targets.clone(), refreshed: !request.no_refresh };
+        let options = PlanOptions {
+            destroy: request.destroy,
+            targets: request.targets.clone(),
+            refreshed: !request.no_refresh,
+            state_buckets: state_buckets.clone(),
+        };
         let mut plan = plan_stack(stack, &prior, &refreshed, &options)?;
         plan.notes.extend(notes);
         upstream.insert(stack.name().to_owned(), planned_outputs(&plan, &prior));
         plans.push(plan);
+    }
+    let warnings: Vec<String> = plans.iter().flat_map(|p| &p.warnings).map(ToString::to_string).collect();
+    if request.deny_warnings && !warnings.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "--deny-warnings: the configuration has {} security warning(s):\n  - {}",
+                warnings.len(),
+                warnings.join("\n  - ")
+            ),
+        ));
     }
     Ok(ProjectPlan { format_version: crate::plan::FORMAT_VERSION, stacks: plans })
 }

@@ -37,3 +37,6 @@ mod nixos_image;
 
 /// NixOS deploys over SSH against the rig.
 mod deploy;
+
+/// Paranoid checks at plan time.
+mod checks;

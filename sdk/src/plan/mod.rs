@@ -9,6 +9,7 @@
 //! documented, stable form (`format_version` 1): the serde form of the types in this module, with attribute
 //! values as described in [`crate::attr`].
 
+pub(crate) mod checks;
 pub(crate) mod planner;
 mod render;
 
@@ -16,6 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use checks::Warning;
 pub use planner::{PlanOptions, plan};
 pub use render::RenderOptions;
 
@@ -194,6 +196,9 @@ pub struct Plan {
     /// Notes about how the plan was made (e.g. state that could not be read without AWS).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Security warnings about the configuration (see [`Warning`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 /// Counts of a plan's changes, as in `Plan: 1 to add, 0 to change, 0 to destroy.`

@@ -22,6 +22,8 @@ pub struct PlanOptions {
     pub targets: Vec<Address>,
     /// Whether `refreshed` came from reading the cloud (recorded in the plan; `false` for offline plans).
     pub refreshed: bool,
+    /// Buckets that hold stack state, which the paranoid checks require to be versioned.
+    pub state_buckets: Vec<String>,
 }
 
 /// Plans `stack` against `prior` (what paranix recorded) and `refreshed` (what the cloud has now; pass the
@@ -33,7 +35,8 @@ pub struct PlanOptions {
 pub fn plan(stack: &Stack, prior: &State, refreshed: &State, options: &PlanOptions) -> Result<Plan> {
     stack.check()?;
     let graph = Graph::of(stack)?;
-    let mut planner = Planner { after: BTreeMap::new(), changes: Vec::new(), protected: Vec::new() };
+    let mut planner =
+        Planner { after: BTreeMap::new(), changes: Vec::new(), protected: Vec::new(), warnings: Vec::new() };
 
     let in_scope: Option<BTreeSet<Address>> =
         (!options.targets.is_empty()).then(|| graph.with_dependencies(&options.targets));
@@ -50,7 +53,7 @@ pub fn plan(stack: &Stack, prior: &State, refreshed: &State, options: &PlanOptio
         for address in graph.order() {
             let node = stack.node(address).expect("graph nodes are declared");
             let gone = prior.resources.contains_key(address) && !refreshed.resources.contains_key(address);
-            let change = planner.plan_node(node, refreshed.resources.get(address), gone);
+            let change = planner.plan_node(node, refreshed.resources.get(address), gone, &options.state_buckets);
             if in_scope.as_ref().is_none_or(|scope| scope.contains(address)) {
                 planner.changes.push(change);
             }
@@ -104,6 +107,7 @@ pub fn plan(stack: &Stack, prior: &State, refreshed: &State, options: &PlanOptio
         outputs,
         drift: drift(stack, prior, refreshed),
         notes: Vec::new(),
+        warnings: planner.warnings,
     })
 }
 
@@ -112,6 +116,7 @@ struct Planner {
     after: BTreeMap<Address, Attrs>,
     changes: Vec<Change>,
     protected: Vec<String>,
+    warnings: Vec<super::Warning>,
 }
 
 impl Planner {
@@ -119,8 +124,15 @@ impl Planner {
         |r| self.after.get(&r.address).and_then(|attrs| attrs.get(&r.attribute)).cloned()
     }
 
-    fn plan_node(&mut self, node: &Node, current: Option<&ResourceState>, gone: bool) -> Change {
+    fn plan_node(
+        &mut self,
+        node: &Node,
+        current: Option<&ResourceState>,
+        gone: bool,
+        state_buckets: &[String],
+    ) -> Change {
         let inputs = resolve_inputs(node, &mut self.lookup());
+        self.warnings.extend(super::checks::check(&node.address, &inputs, state_buckets));
         if node.address.mode() == Mode::Data {
             return self.plan_data(node, inputs, current);
         }

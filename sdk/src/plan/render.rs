@@ -122,6 +122,9 @@ fn render_plan(out: &mut Out<'_>, plan: &Plan) {
         }
     }
 
+    for warning in &plan.warnings {
+        let _ = writeln!(out.buf, "Warning: {warning}\n");
+    }
     let visible: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
     let outputs: Vec<_> = plan.outputs.iter().filter(|o| o.action != Action::NoOp).collect();
     if visible.is_empty() && outputs.is_empty() {
