@@ -465,6 +465,20 @@ async fn an_image_in_s3_is_imported_as_a_snapshot_with_the_vmimport_role() {
     cloud.up(&build()).await;
     cloud.assert_converged(&build()).await;
     assert_eq!(ours(&cloud).await.snapshots, 1);
+
+    // A tag added to the snapshot by hand is drift, removed in place (the snapshot is not re-imported).
+    let state = ops::state(&build(), &cloud.ws, "import").await.expect("state");
+    let id = state.resources[&"aws_ebs_snapshot_import.nixos".parse().expect("address")].outputs["id"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
+    let tag = aws_sdk_ec2::types::Tag::builder().key("owner").value("someone-else").build();
+    cloud.ec2.create_tags().resources(&id).tags(tag).send().await.expect("raw tag");
+    let plan = cloud.plan(&build()).await;
+    assert_eq!(plan.stacks[0].drift.len(), 1, "{plan}");
+    assert_eq!(action_of(&plan, "aws_ebs_snapshot_import.nixos"), Action::Update, "{plan}");
+    cloud.up(&build()).await;
+    cloud.assert_converged(&build()).await;
     cloud.destroy(&build()).await;
     assert_eq!(ours(&cloud).await, Inventory::default());
 }
