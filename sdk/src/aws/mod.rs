@@ -14,6 +14,14 @@ use std::collections::BTreeMap;
 
 use crate::attr::Attr;
 
+/// A local file's content identity, from its metadata only (size and modification time): cheap at plan time
+/// even for a multi-GiB image, and changed by any rewrite of the file.
+pub(crate) fn file_identity(path: &std::path::Path) -> Result<crate::value::Digest, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    Ok(crate::value::Digest::new(format!("size:{};mtime:{}", meta.len(), mtime.map_or(0, |d| d.as_nanos()))))
+}
+
 /// Tags as an attribute map.
 pub(crate) fn tags_attr(tags: &BTreeMap<String, String>) -> Attr {
     Attr::Map(tags.iter().map(|(k, v)| (k.clone(), Attr::str(v))).collect())

@@ -61,6 +61,18 @@ impl S3Store {
         )
     }
 
+    async fn delete_lock(&self) -> Result<()> {
+        self.ctx
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.lock_key())
+            .send()
+            .await
+            .map_err(|e| self.failed("unlocking", Failure::of(&e)))?;
+        Ok(())
+    }
+
     async fn read_lock(&self) -> Result<Option<LockInfo>> {
         match self.ctx.s3.get_object().bucket(&self.bucket).key(self.lock_key()).send().await {
             Ok(out) => {
@@ -120,14 +132,7 @@ impl StateStore for S3Store {
 
     async fn unlock(&self) -> Result<()> {
         if self.held.lock().expect("mutex").take().is_some() {
-            self.ctx
-                .s3
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(self.lock_key())
-                .send()
-                .await
-                .map_err(|e| self.failed("unlocking", Failure::of(&e)))?;
+            self.delete_lock().await?;
         }
         Ok(())
     }
@@ -147,15 +152,7 @@ impl StateStore for S3Store {
                 ),
             ));
         }
-        self.ctx
-            .s3
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(self.lock_key())
-            .send()
-            .await
-            .map_err(|e| self.failed("unlocking", Failure::of(&e)))?;
-        Ok(())
+        self.delete_lock().await
     }
 
     async fn load(&self) -> Result<Option<State>> {

@@ -375,47 +375,55 @@ impl SecurityGroupProvider {
             let want = atoms_of(inputs.get(field));
             let revoke: Vec<Atom> = have.iter().filter(|a| !want.contains(a)).cloned().collect();
             let add: Vec<Atom> = want.iter().filter(|a| !have.contains(a)).cloned().collect();
-            if !revoke.is_empty() {
-                let perms = Some(permissions(&revoke));
-                let result = if egress {
-                    ec2.revoke_security_group_egress()
-                        .group_id(id)
-                        .set_ip_permissions(perms)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws_error(&ctx.address, "RevokeSecurityGroupEgress"))
-                } else {
-                    ec2.revoke_security_group_ingress()
-                        .group_id(id)
-                        .set_ip_permissions(perms)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws_error(&ctx.address, "RevokeSecurityGroupIngress"))
+            // Revoke first: a rule whose description changed is revoked and authorized again.
+            for (authorize, atoms) in [(false, revoke), (true, add)] {
+                if atoms.is_empty() {
+                    continue;
+                }
+                let perms = Some(permissions(&atoms));
+                let (action, result) = match (egress, authorize) {
+                    (false, false) => (
+                        "RevokeSecurityGroupIngress",
+                        ec2.revoke_security_group_ingress()
+                            .group_id(id)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| Failure::of(&e)),
+                    ),
+                    (true, false) => (
+                        "RevokeSecurityGroupEgress",
+                        ec2.revoke_security_group_egress()
+                            .group_id(id)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| Failure::of(&e)),
+                    ),
+                    (false, true) => (
+                        "AuthorizeSecurityGroupIngress",
+                        ec2.authorize_security_group_ingress()
+                            .group_id(id)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| Failure::of(&e)),
+                    ),
+                    (true, true) => (
+                        "AuthorizeSecurityGroupEgress",
+                        ec2.authorize_security_group_egress()
+                            .group_id(id)
+                            .set_ip_permissions(perms)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| Failure::of(&e)),
+                    ),
                 };
-                result?;
-            }
-            if !add.is_empty() {
-                let perms = Some(permissions(&add));
-                let result = if egress {
-                    ec2.authorize_security_group_egress()
-                        .group_id(id)
-                        .set_ip_permissions(perms)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws_error(&ctx.address, "AuthorizeSecurityGroupEgress"))
-                } else {
-                    ec2.authorize_security_group_ingress()
-                        .group_id(id)
-                        .set_ip_permissions(perms)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws_error(&ctx.address, "AuthorizeSecurityGroupIngress"))
-                };
-                result?;
+                result.map_err(|f| f.into_error(&ctx.address, action))?;
             }
         }
         Ok(())

@@ -250,13 +250,9 @@ impl Object {
     /// Uploads this local file. Its identity (size and modification time) is taken from its metadata now.
     pub fn source_file(mut self, path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        match std::fs::metadata(&path) {
-            Ok(meta) => {
-                let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-                let identity = format!("size:{};mtime:{}", meta.len(), mtime.map_or(0, |d| d.as_nanos()));
-                self.identity = Some(Value::Known(Digest::new(identity)));
-            }
-            Err(e) => self.source_error = Some(format!("cannot read {}: {e}", path.display())),
+        match crate::aws::file_identity(&path) {
+            Ok(identity) => self.identity = Some(Value::Known(identity)),
+            Err(e) => self.source_error = Some(e),
         }
         self.source = Some(Value::Known(path.display().to_string()));
         self
