@@ -58,6 +58,11 @@ impl Cloud {
         }
     }
 
+    /// Requests the AWS server has answered since it started.
+    pub(crate) fn moto_requests(&self) -> u64 {
+        self._moto.request_count()
+    }
+
     pub(crate) async fn plan(&self, project: &Project) -> ProjectPlan {
         ops::plan(project, &self.ws, &PlanRequest::default(), &Silent).await.expect("plan")
     }

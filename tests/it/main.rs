@@ -40,3 +40,6 @@ mod deploy;
 
 /// Paranoid checks at plan time.
 mod checks;
+
+/// Bad input, refused before any API call.
+mod bad_input;
