@@ -204,3 +204,38 @@ async fn a_destroy_of_a_stack_with_nothing_in_state_changes_nothing() {
     assert!(plan.is_empty());
     let _ = id;
 }
+
+#[tokio::test]
+async fn two_concurrent_runs_on_a_local_stack_never_interleave() {
+    // As with S3 state (see `workflow`), 20 rounds: the runs race for the local lock file while the winner's
+    // 100 ms change holds it; exactly one proceeds, the other is told who holds the lock.
+    let env = Env::new();
+    env.cloud.set_delay(Duration::from_millis(100));
+    let build = |value: &str| {
+        let mut stack = Stack::new("local");
+        stack.add(Thing::new("a").value(value));
+        one(stack)
+    };
+    let mut lineage = None;
+    for round in 0..20 {
+        let (a, b) = (build(&format!("a{round}")), build(&format!("b{round}")));
+        let (plan_a, plan_b) = (env.plan(&a).await, env.plan(&b).await);
+        let options = paranix::apply::ApplyOptions::default();
+        let (ra, rb) = tokio::join!(
+            paranix::ops::apply(&a, &env.ws, &plan_a, &options),
+            paranix::ops::apply(&b, &env.ws, &plan_b, &options)
+        );
+        let (winner, loser) = match (ra, rb) {
+            (Ok(_), Err(e)) => ("a", e),
+            (Err(e), Ok(_)) => ("b", e),
+            (ra, rb) => panic!("round {round}: exactly one run must proceed: {:?} / {:?}", ra.err(), rb.err()),
+        };
+        assert_eq!(loser.kind(), ErrorKind::LockHeld, "round {round}: {loser}");
+        assert!(loser.to_string().contains("for `apply`"), "{loser}");
+        let state = env.state(&a, "local").await;
+        let value = &state.resources[&"test_thing.a".parse().expect("address")].inputs["value"];
+        assert_eq!(value.as_str(), Some(format!("{winner}{round}").as_str()));
+        assert!(lineage.get_or_insert(state.lineage.clone()) == &state.lineage);
+        assert!(state.pending.is_empty());
+    }
+}
