@@ -88,6 +88,9 @@ pub struct AwsOptions {
     /// Attempts per request, retries included (default: the SDK's standard retry mode, 3 attempts with
     /// jittered exponential backoff on throttling and 5xx). This is the only retry layer.
     pub max_attempts: Option<u32>,
+    /// Per-service request rate limits (default: [`default_limits`](super::limit::default_limits)); a service
+    /// left out is not limited.
+    pub rate_limits: Option<BTreeMap<&'static str, super::limit::RateLimit>>,
 }
 
 /// Loaded AWS configuration and clients, shared by every AWS provider and the S3 state store.
@@ -134,14 +137,33 @@ impl AwsContext {
             options.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|u| !u.is_empty()));
         let counts = Arc::new(RequestCounts::default());
         let counter = |service| CountRequests { service, counts: counts.clone() };
-        let s3 = aws_sdk_s3::config::Builder::from(&conf)
+        let limits = options.rate_limits.clone().unwrap_or_else(super::limit::default_limits);
+        // Every service's requests go through its own token bucket, shared by refresh and apply.
+        let limited = |service: &str| {
+            let inner = conf.http_client()?;
+            let limit = limits.get(service)?;
+            Some(super::limit::Limited { inner, bucket: Arc::new(super::limit::TokenBucket::new(*limit)) })
+        };
+        let mut s3 = aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(endpoint_url.is_some())
-            .interceptor(counter("s3"))
-            .build();
-        let iam = aws_sdk_iam::config::Builder::from(&conf).interceptor(counter("iam")).build();
-        let ec2 = aws_sdk_ec2::config::Builder::from(&conf).interceptor(counter("ec2")).build();
-        let ebs = aws_sdk_ebs::config::Builder::from(&conf)
-            .interceptor(counter("ebs"))
+            .interceptor(counter("s3"));
+        if let Some(client) = limited("s3") {
+            s3 = s3.http_client(client);
+        }
+        let mut iam = aws_sdk_iam::config::Builder::from(&conf).interceptor(counter("iam"));
+        if let Some(client) = limited("iam") {
+            iam = iam.http_client(client);
+        }
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&conf).interceptor(counter("ec2"));
+        if let Some(client) = limited("ec2") {
+            ec2 = ec2.http_client(client);
+        }
+        let mut ebs = aws_sdk_ebs::config::Builder::from(&conf).interceptor(counter("ebs"));
+        if let Some(client) = limited("ebs") {
+            ebs = ebs.http_client(client);
+        }
+        let (s3, iam, ec2) = (s3.build(), iam.build(), ec2.build());
+        let ebs = ebs
             .timeout_config(
                 // EBS direct: every block request gets its own deadline, so a stalled connection is retried
                 // instead of hanging the upload (coldsnap#437: uploads hung outside EC2 without one).

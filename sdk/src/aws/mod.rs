@@ -61,6 +61,7 @@ macro_rules! lifecycle_methods {
 pub(crate) use lifecycle_methods;
 
 pub mod context;
+pub mod limit;
 
 pub use context::{AwsContext, AwsOptions, RequestCounts};
 

@@ -1,0 +1,124 @@
+//! Per-service rate limits: a token bucket per AWS service, in the HTTP client every request of that service
+//! goes through, so refresh and apply share it and a large apply paces itself instead of setting off a
+//! throttling storm. It is separate from the graph parallelism knob (how many steps run at once).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
+/// A sustained rate and a burst, in requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet period.
+    pub burst: f64,
+}
+
+/// The default limits, below AWS's own request-rate buckets so that paranix never causes throttling by
+/// itself: EC2's API throttling refills its non-mutating bucket at 20 requests/s with a burst of 100 (AWS EC2
+/// "Request throttling"); IAM is documented at far lower rates than the data planes; S3 and EBS direct allow
+/// thousands of requests per second per prefix or snapshot.
+pub fn default_limits() -> BTreeMap<&'static str, RateLimit> {
+    BTreeMap::from([
+        ("ebs", RateLimit { per_second: 1000.0, burst: 1000.0 }),
+        ("ec2", RateLimit { per_second: 20.0, burst: 100.0 }),
+        ("iam", RateLimit { per_second: 10.0, burst: 20.0 }),
+        ("s3", RateLimit { per_second: 1000.0, burst: 1000.0 }),
+    ])
+}
+
+/// A token bucket.
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    limit: RateLimit,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(limit: RateLimit) -> Self {
+        TokenBucket { limit, state: Mutex::new((limit.burst, Instant::now())) }
+    }
+
+    /// Waits until a request may go.
+    pub(crate) async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut state = self.state.lock().expect("token bucket mutex");
+                let (tokens, last) = *state;
+                let now = Instant::now();
+                let tokens =
+                    (tokens + now.duration_since(last).as_secs_f64() * self.limit.per_second).min(self.limit.burst);
+                if tokens >= 1.0 {
+                    *state = (tokens - 1.0, now);
+                    return;
+                }
+                *state = (tokens, now);
+                Duration::from_secs_f64((1.0 - tokens) / self.limit.per_second)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// An HTTP client that takes a token from `bucket` before every request it sends.
+#[derive(Debug, Clone)]
+pub(crate) struct Limited {
+    pub(crate) inner: SharedHttpClient,
+    pub(crate) bucket: Arc<TokenBucket>,
+}
+
+impl HttpClient for Limited {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(LimitedConnector {
+            inner: self.inner.http_connector(settings, components),
+            bucket: self.bucket.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct LimitedConnector {
+    inner: SharedHttpConnector,
+    bucket: Arc<TokenBucket>,
+}
+
+impl HttpConnector for LimitedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let inner = self.inner.clone();
+        let bucket = self.bucket.clone();
+        HttpConnectorFuture::new(async move {
+            bucket.acquire().await;
+            inner.call(request).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_allows_its_burst_then_paces_requests() {
+        let bucket = TokenBucket::new(RateLimit { per_second: 10.0, burst: 5.0 });
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            bucket.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(1), "the burst goes at once");
+        for _ in 0..10 {
+            bucket.acquire().await;
+        }
+        // Ten more at 10/s: about a second of (virtual) time.
+        let paced = start.elapsed();
+        assert!(paced >= Duration::from_millis(950) && paced <= Duration::from_millis(1100), "{paced:?}");
+    }
+}
