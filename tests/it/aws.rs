@@ -34,6 +34,7 @@ impl Cloud {
             static_credentials: Some(("test".into(), "test".into())),
             // One attempt: an unmodelled call fails once, not after backoff.
             max_attempts: Some(1),
+            ..AwsOptions::default()
         };
         let aws = Arc::new(AwsContext::load(&options).await.expect("aws context"));
         let dir = tempfile::tempdir().expect("tempdir");
