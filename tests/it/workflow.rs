@@ -109,3 +109,33 @@ async fn two_concurrent_runs_on_one_stack_never_interleave() {
         assert!(state.pending.is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_no_op_plan_makes_a_fixed_number_of_requests_whatever_the_number_of_resources() {
+    // 50 instances, each with its own security group: the no-op plan reads each kind in one batched
+    // request per page (at most 3 per kind), not one per resource.
+    let cloud = Cloud::start().await;
+    let images = cloud.ec2.describe_images().send().await.expect("images");
+    let ami = images.images().first().and_then(|i| i.image_id()).expect("moto ships public images").to_owned();
+    let mut stack = Stack::new("fleet");
+    for i in 0..50 {
+        let sg = stack.add(ec2::SecurityGroup::new(format!("web{i}")).ingress(ec2::Rule::tcp(443).cidr("10.0.0.0/8")));
+        stack.add(ec2::Instance::new(format!("web{i}")).ami(ami.as_str()).security_group(sg.id()));
+    }
+    let project = Project::new().stack(stack);
+    let plan = ops::plan(&project, &cloud.ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    let options = ApplyOptions { parallelism: 50, ..ApplyOptions::default() };
+    for report in ops::apply(&project, &cloud.ws, &plan, &options).await.expect("apply") {
+        report.into_result().expect("applied");
+    }
+
+    let before = cloud.aws.request_counts().snapshot();
+    let plan = ops::plan(&project, &cloud.ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    assert!(plan.is_empty(), "{plan}");
+    let after = cloud.aws.request_counts().snapshot();
+    let ec2 = after["ec2"] - before.get("ec2").copied().unwrap_or(0);
+    // Security groups: one DescribeSecurityGroups; instances: one DescribeInstances and one DescribeVolumes
+    // (root volumes). Two kinds, at most 3 requests each.
+    assert!(ec2 <= 6, "{ec2} EC2 requests for a no-op plan of 100 resources");
+    assert_eq!(after.get("s3"), before.get("s3"), "local state, no S3");
+}

@@ -138,11 +138,18 @@ impl AwsContext {
         let counts = Arc::new(RequestCounts::default());
         let counter = |service| CountRequests { service, counts: counts.clone() };
         let limits = options.rate_limits.clone().unwrap_or_else(super::limit::default_limits);
-        // Every service's requests go through its own token bucket, shared by refresh and apply.
+        // Every service's requests go through its own token bucket, shared by refresh and apply, in front of
+        // one HTTPS client (one connection pool) for all services.
+        let base = conf.http_client().unwrap_or_else(|| {
+            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
+        });
         let limited = |service: &str| {
-            let inner = conf.http_client()?;
             let limit = limits.get(service)?;
-            Some(super::limit::Limited { inner, bucket: Arc::new(super::limit::TokenBucket::new(*limit)) })
+            Some(super::limit::Limited {
+                inner: base.clone(),
+                bucket: Arc::new(super::limit::TokenBucket::new(*limit)),
+            })
         };
         let mut s3 = aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(endpoint_url.is_some())
