@@ -516,7 +516,8 @@ impl Run<'_> {
                 Step::Update => Operation::Update,
                 _ => Operation::Delete,
             };
-            let token = (step == Step::Create).then(|| idempotency_token(&stack_name, &address, generation));
+            let token = (step == Step::Create)
+                .then(|| idempotency_token(&stack_name, &self.state.lineage, &address, generation));
             if step == Step::Create {
                 self.state.generations.insert(address.clone(), generation);
                 // Create-before-destroy: keep the old object, deposed, until its delete step.
@@ -537,6 +538,7 @@ impl Run<'_> {
         self.emit(Event::StepStarted { stack: stack_name.clone(), address: address.clone(), action: step.action() });
 
         let mut ctx = StepContext::new(&stack_name, address.clone(), schema, generation, self.observer.clone());
+        ctx.lineage = self.state.lineage.clone();
         ctx.changed = changed;
         ctx.observed = observed;
         let id = id.clone();

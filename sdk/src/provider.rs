@@ -51,6 +51,8 @@ pub struct StepContext {
     pub schema: &'static Schema,
     /// How many times this address has been created (1 for the first create).
     pub generation: u64,
+    /// The lineage of the stack's state: a new state history never reuses an old one's tokens.
+    pub lineage: String,
     /// For updates: the input fields to change (those the plan showed, against the refreshed state, and any
     /// that differ from the recorded state).
     pub changed: Vec<String>,
@@ -73,6 +75,7 @@ impl StepContext {
             address,
             schema,
             generation,
+            lineage: String::new(),
             changed: Vec::new(),
             observed: None,
             observer,
@@ -89,11 +92,12 @@ impl StepContext {
         self.observed.as_ref().unwrap_or(recorded)
     }
 
-    /// An idempotency token for create calls: SHA-256 of stack, address and generation, hex (64 characters,
-    /// the longest `ClientToken` EC2 accepts). The same create retried after a crash sends the same token;
-    /// a deliberate re-create after a delete sends a new one.
+    /// An idempotency token for create calls: SHA-256 of stack, state lineage, address and generation, hex
+    /// (64 characters, the longest `ClientToken` EC2 accepts). The same create retried after a crash sends the
+    /// same token; a deliberate re-create after a delete sends a new one, and so does the same address in a
+    /// new state history (AWS remembers tokens for a while after the object is gone).
     pub fn idempotency_token(&self) -> String {
-        idempotency_token(&self.stack, &self.address, self.generation)
+        idempotency_token(&self.stack, &self.lineage, &self.address, self.generation)
     }
 
     /// Reports progress (waiting for a state, bytes uploaded) to the run's observer.
@@ -106,8 +110,8 @@ impl StepContext {
     }
 }
 
-pub(crate) fn idempotency_token(stack: &str, address: &Address, generation: u64) -> String {
-    let digest = Sha256::digest(format!("paranix\0{stack}\0{address}\0{generation}").as_bytes());
+pub(crate) fn idempotency_token(stack: &str, lineage: &str, address: &Address, generation: u64) -> String {
+    let digest = Sha256::digest(format!("paranix\0{stack}\0{lineage}\0{address}\0{generation}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -7,3 +7,6 @@ pub mod moto;
 /// Real SSH targets (an sshd in its own mount namespace with its own `/nix`, `/run`, `/root` and `/etc/nix`
 /// each) and fake NixOS systems, for testing deploys without NixOS: see [`rig::Rig`].
 pub mod rig;
+
+/// A latency-injecting loopback proxy in front of the AWS emulator.
+pub mod proxy;

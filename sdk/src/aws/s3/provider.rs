@@ -21,10 +21,11 @@ use crate::error::{Error, Result};
 use crate::provider::{Observed, Provider, ReadRequest, StepContext};
 use crate::state::ResourceState;
 
-/// S3's minimum part size is 5 MiB; 8 MiB parts keep a 2 GiB image at 256 parts, far below the 10,000 limit.
-const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts uploaded at once. Memory is bounded by (workers + 2) parts: about 48 MiB.
-const PART_WORKERS: usize = 4;
+/// S3's minimum part size: small parts keep memory low (a 2 GiB image is 410 parts, far below the 10,000
+/// limit; a 40 GiB one would need larger parts).
+const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts uploaded at once: enough to keep a link busy. Memory is bounded by (workers + 2) parts, 40 MiB.
+const PART_WORKERS: usize = 6;
 
 /// Buckets (`aws_s3_bucket`).
 #[derive(Debug)]
@@ -403,8 +404,8 @@ impl ObjectProvider {
                     .send()
                     .await
                     .map_err(aws_error(address, "CompleteMultipartUpload"))?;
-                // The hash is known only now; record it on the object so refresh can report it.
-                self.record_sha(&up, &sha).await?;
+                // The hash is known only now: it goes to the state (rewriting the object's metadata would
+                // copy the whole object once more).
                 Ok((sha, size, out.version_id().map(str::to_owned)))
             }
             Err(e) => {
@@ -484,25 +485,6 @@ impl ObjectProvider {
         Ok((sha, parts))
     }
 
-    async fn record_sha(&self, up: &Upload<'_>, sha: &str) -> Result<()> {
-        // Copy-in-place replaces the metadata without moving the data.
-        self.0
-            .s3
-            .copy_object()
-            .bucket(up.bucket)
-            .key(up.key)
-            .copy_source(format!("{}/{}", up.bucket, up.key))
-            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-            .set_content_type(up.content_type.map(str::to_owned))
-            .metadata(META_IDENTITY, up.identity)
-            .metadata(META_SOURCE, up.path)
-            .metadata(META_SHA256, sha)
-            .send()
-            .await
-            .map_err(aws_error(&up.ctx.address, "CopyObject"))?;
-        Ok(())
-    }
-
     async fn put(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed> {
         let up = Upload {
             ctx,
@@ -552,8 +534,13 @@ impl ObjectProvider {
         inputs.insert("source".into(), get(META_SOURCE));
         inputs.insert("content_type".into(), request.inputs.get("content_type").cloned().unwrap_or(Attr::Null));
         inputs.insert("tags".into(), observed_tags(tags.tag_set().iter().map(|t| (t.key(), t.value()))));
+        // Small objects carry their hash in metadata; multipart ones have it in the state only.
+        let sha = match get(META_SHA256) {
+            Attr::Null => request.outputs.get("content_sha256").cloned().unwrap_or(Attr::Null),
+            known => known,
+        };
         let outputs = Attrs::from([
-            ("content_sha256".into(), get(META_SHA256)),
+            ("content_sha256".into(), sha),
             ("size".into(), Attr::Int(head.content_length().unwrap_or(0))),
             ("version_id".into(), head.version_id().map_or(Attr::Null, Attr::str)),
         ]);
