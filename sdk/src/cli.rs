@@ -521,14 +521,6 @@ fn summarise(reports: &[ApplyReport]) {
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}", path.display())).with_source(e))?;
-    file.write_all(text.as_bytes())
+    crate::state::write_private_file(path, text.as_bytes())
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}", path.display())).with_source(e))
 }

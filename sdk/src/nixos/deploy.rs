@@ -770,16 +770,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 fn write_private(path: &Path, text: String) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))?;
-    file.write_all(text.as_bytes())
+    crate::state::write_private_file(path, text.as_bytes())
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))
 }
 
