@@ -12,7 +12,7 @@
 //! ```
 //!
 //! This module is the drawing layer: it prints plans, events and errors (to stdout and stderr) and returns
-//! an exit code for `main` to return. Everything it does is an [`ops`](crate::ops) call.
+//! an exit code for `main` to return. Everything it does is an [`ops`] call (cargo-style: commands are thin).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "the CLI layer is where paranix draws")]
 

@@ -176,7 +176,7 @@ impl Stack {
         Handle::new(address)
     }
 
-    /// Exports a typed output, readable by other stacks through [`RemoteState::output`].
+    /// Exports a typed output, readable by other stacks through a [`RemoteState`] handle's `output(readable by other stacks through [`RemoteState::output`].key)`.
     pub fn export<T: IntoAttr>(&mut self, key: &OutputKey<T>, value: impl Into<Value<T>>) {
         let value = value.into().to_attr();
         if self.outputs.iter().any(|o| o.name == key.name) {
