@@ -200,7 +200,6 @@ where
 
 struct Ui {
     json: bool,
-    color: bool,
 }
 
 impl Observer for Ui {
@@ -236,7 +235,6 @@ impl Observer for Ui {
             }
             _ => {}
         }
-        let _ = self.color;
     }
 }
 
@@ -296,7 +294,7 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
     let project = project.clone();
     let ws = ws.clone();
     let color = !cli.no_color && !cli.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let ui = Arc::new(Ui { json: cli.json, color });
+    let ui = Arc::new(Ui { json: cli.json });
     let render = RenderOptions { color };
     let command = cli.command.unwrap_or(Command::Plan { plan: PlanArgs::default(), out: None });
     match command {

@@ -229,12 +229,11 @@ fn planned_outputs(plan: &Plan, prior: &State) -> Attrs {
             (_, Action::Delete) | (None, _) => {
                 values.remove(&o.name);
             }
-            (Some(v), _) if o.sensitive => {
+            (Some(_), _) if o.sensitive => {
                 // The real value stays out of plans; downstream sees it as unknown unless it is unchanged.
                 if o.action != Action::NoOp {
                     values.insert(o.name.clone(), Attr::Unknown);
                 }
-                let _ = v;
             }
             (Some(v), _) => {
                 values.insert(o.name.clone(), if v.is_known() { v.clone() } else { Attr::Unknown });

@@ -242,9 +242,8 @@ impl Provider for ImageBuilder {
         Ok(Observed { inputs: inputs.clone(), outputs: image_info(address, &out)? })
     }
 
-    async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
+    async fn update(&self, _ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
         // Every field forces a new image; nothing changes in place.
-        let _ = ctx;
         Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
     }
 
