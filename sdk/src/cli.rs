@@ -12,7 +12,7 @@
 //! ```
 //!
 //! This module is the drawing layer: it prints plans, events and errors (to stdout and stderr) and returns
-//! an exit code for `main` to return. Everything it does is an [`ops`] call (cargo-style: commands are thin).
+//! an exit code for `main` to return (a second interrupt during an apply is the one place it exits at once). Everything it does is an [`ops`] call (cargo-style: commands are thin).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "the CLI layer is where paranix draws")]
 
@@ -484,10 +484,19 @@ async fn run_apply(
     let cancel = Cancel::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nInterrupted: no new step will start; waiting for the steps in flight, then saving state.");
-            on_signal.cancel();
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        // First SIGINT or SIGTERM: stop scheduling, let steps in flight finish and be recorded.
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("\nInterrupted: no new step will start; waiting for the steps in flight, then saving state.");
+        on_signal.cancel();
+        // Second: leave now. The state was written after every finished step; steps still in flight stay
+        // recorded as pending operations, and the lock is left for `state unlock` after checking them.
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("Interrupted again: exiting now; the state holds every finished step.");
+        std::process::exit(130);
     });
     let options = ApplyOptions { parallelism: apply.parallelism, observer: ui, cancel };
     let reports = ops::apply(project, ws, plan, &options).await?;
