@@ -180,6 +180,29 @@ pub async fn apply(
         report: ApplyReport { stack: stack.name().to_owned(), ..ApplyReport::default() },
     };
 
+    // Operations an interrupted run left pending are superseded by this plan, which was made knowing them:
+    // creates run again with the same idempotency tokens (the cloud returns what the first attempt made, or the
+    // providers adopt it by its paranix tags), deletes and updates are idempotent.
+    if !run.state.pending.is_empty() {
+        let operations = run.state.pending.iter().map(|p| format!("{:?} {}", p.operation, p.address)).collect();
+        run.emit(Event::Recovered { stack: stack.name().to_owned(), operations });
+        // An interrupted create is retried as the same attempt: same generation, so the same token.
+        let interrupted: Vec<Address> = run
+            .state
+            .pending
+            .iter()
+            .filter(|p| p.operation == Operation::Create && !run.state.resources.contains_key(&p.address))
+            .map(|p| p.address.clone())
+            .collect();
+        for address in interrupted {
+            if let Some(generation) = run.state.generations.get_mut(&address) {
+                *generation = generation.saturating_sub(1);
+            }
+        }
+        run.state.pending.clear();
+        run.persist().await?;
+    }
+
     let mut waiting: BTreeMap<StepId, usize> = graph.deps.iter().map(|(id, ds)| (id.clone(), ds.len())).collect();
     let mut ready: BTreeSet<StepId> = waiting.iter().filter(|(_, n)| **n == 0).map(|(id, _)| id.clone()).collect();
     let mut tasks: JoinSet<StepResult> = JoinSet::new();
@@ -573,6 +596,7 @@ impl Run<'_> {
         let StepResult { id: (address, step), started, outcome } = result;
         let operation_done = |p: &PendingOperation| p.address == address && step != Step::Read;
         self.state.pending.retain(|p| !operation_done(p));
+        let mut finished = None;
         let ok = match outcome {
             Ok(observed) => {
                 let mut id_output = None;
@@ -598,7 +622,7 @@ impl Run<'_> {
                         );
                     }
                 }
-                self.emit(Event::StepFinished {
+                finished = Some(Event::StepFinished {
                     stack: self.stack.name().to_owned(),
                     address: address.clone(),
                     action: step.action(),
@@ -615,6 +639,10 @@ impl Run<'_> {
         };
         if step != Step::Read || ok {
             self.persist().await?;
+        }
+        // "Complete" is said once the outcome is recorded.
+        if let Some(event) = finished {
+            self.emit(event);
         }
         Ok(ok)
     }

@@ -230,6 +230,13 @@ impl Observer for Ui {
             Event::StepSkipped { address, .. } => eprintln!("{address}: no change needed once its inputs were known"),
             Event::StepFailed { address, message, .. } => eprintln!("{address}: failed: {message}"),
             Event::Progress { address, message, .. } => eprintln!("{address}: {message}"),
+            Event::Recovered { stack, operations } => {
+                eprintln!(
+                    "{stack}: taking over {} operation(s) an interrupted run left pending: {}",
+                    operations.len(),
+                    operations.join(", ")
+                );
+            }
             Event::RefreshStarted { stack, resources } => {
                 eprintln!("{stack}: refreshing {resources} resource{}...", crate::error::plural(*resources));
             }
@@ -248,6 +255,10 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
     }
     let mut options =
         AwsOptions { region: cli.region.clone(), endpoint_url: cli.endpoint_url.clone(), ..AwsOptions::default() };
+    // Waiters poll every 5 s by default; a local emulator (tests) answers at once.
+    if let Some(ms) = std::env::var("PARANIX_POLL_INTERVAL_MS").ok().and_then(|v| v.parse().ok()) {
+        options.poll_interval = Some(std::time::Duration::from_millis(ms));
+    }
     let mut state_dir = cli.state_dir.clone();
     if cli.sandbox {
         let sandbox = Sandbox::start_or_reuse(&cli.state_dir)?;
@@ -274,6 +285,7 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
         ws = ws.with_aws(aws.clone());
     }
     let ws = configure(ws.with_deployer());
+    let sandbox = cli.sandbox;
     let code = run_command(&project, &ws, cli).await;
     if let Some(aws) = &aws {
         let counts = aws.request_counts().snapshot();
@@ -281,7 +293,7 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
             let list: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
             eprintln!(
                 "{}AWS requests: {} ({})",
-                if aws.endpoint_url().is_some() { "[sandbox] " } else { "" },
+                if sandbox { "[sandbox] " } else { "" },
                 aws.request_counts().total(),
                 list.join(", ")
             );

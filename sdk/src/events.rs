@@ -69,6 +69,13 @@ pub enum Event {
         /// The note.
         message: String,
     },
+    /// Operations an interrupted run left pending were taken over by this run.
+    Recovered {
+        /// The stack.
+        stack: String,
+        /// The operations (`Create aws_instance.web`, ...).
+        operations: Vec<String>,
+    },
     /// The state was written.
     StatePersisted {
         /// The stack.

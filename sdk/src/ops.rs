@@ -196,6 +196,15 @@ pub async fn plan(
             }
             Err(e) => return Err(e),
         };
+        if !prior.pending.is_empty() {
+            let ops: Vec<String> = prior.pending.iter().map(|p| format!("{:?} {}", p.operation, p.address)).collect();
+            notes.push(format!(
+                "an interrupted run left {} operation(s) pending ({}); they are planned again, and creates reuse their \
+                 idempotency tokens, so nothing is made twice",
+                ops.len(),
+                ops.join(", ")
+            ));
+        }
         let refreshed = refresh_state(stack, &prior, &ws.providers, &upstream, !request.no_refresh, observer).await?;
         let options = PlanOptions {
             destroy: request.destroy,

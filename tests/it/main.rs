@@ -43,3 +43,6 @@ mod checks;
 
 /// Bad input, refused before any API call.
 mod bad_input;
+
+/// Crash safety: runs killed with SIGKILL converge without duplicates.
+mod crash;
