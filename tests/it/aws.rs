@@ -59,6 +59,11 @@ impl Cloud {
         }
     }
 
+    /// The AWS server's port.
+    pub(crate) fn moto_port(&self) -> u16 {
+        self._moto.port()
+    }
+
     /// Requests the AWS server has answered since it started.
     pub(crate) fn moto_requests(&self) -> u64 {
         self._moto.request_count()

@@ -139,3 +139,51 @@ async fn a_no_op_plan_makes_a_fixed_number_of_requests_whatever_the_number_of_re
     assert!(ec2 <= 6, "{ec2} EC2 requests for a no-op plan of 100 resources");
     assert_eq!(after.get("s3"), before.get("s3"), "local state, no S3");
 }
+
+#[tokio::test]
+async fn up_and_destroy_succeed_through_server_errors_throttling_and_dropped_connections() {
+    // 10 % 5xx, 10 % throttling, 2 % dropped connections, injected before requests reach moto; the SDK's one
+    // retry layer (jittered backoff) absorbs them. The final state matches moto's inventory.
+    use paranix_tests::proxy::{Faults, LatencyProxy};
+    let cloud = Cloud::start().await;
+    let faults = Faults { server_errors: 0.10, throttling: 0.10, resets: 0.02 };
+    let proxy = LatencyProxy::with_faults(([127, 0, 0, 1], cloud.moto_port()).into(), Duration::from_millis(1), faults);
+    let options = paranix::aws::AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(proxy.endpoint()),
+        poll_interval: Some(Duration::from_millis(20)),
+        static_credentials: Some(("test".into(), "test".into())),
+        // At a 22 % fault rate, 10 attempts leave about one request in a million failing.
+        max_attempts: Some(10),
+        ..paranix::aws::AwsOptions::default()
+    };
+    let aws = Arc::new(paranix::aws::AwsContext::load(&options).await.expect("aws"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = paranix::ops::Workspace::new(dir.path()).with_aws(aws);
+    let image = dir.path().join("nixos.raw");
+    sparse_image(&image, 16 << 20, 4);
+    let project = stacks::project_with(&ImageSource::File(image));
+
+    let plan = ops::plan(&project, &ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    for report in ops::apply(&project, &ws, &plan, &ApplyOptions::default()).await.expect("apply") {
+        report.into_result().expect("up succeeds despite the faults");
+    }
+    let again = ops::plan(&project, &ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    assert!(again.is_empty(), "{again}");
+    assert_eq!(
+        ours(&cloud).await,
+        Inventory { buckets: 2, roles: 1, images: 1, snapshots: 1, key_pairs: 1, security_groups: 1, instances: 1 }
+    );
+
+    let request = PlanRequest {
+        destroy: true,
+        stacks: vec!["aws_image".into(), "printerfacts".into()],
+        ..PlanRequest::default()
+    };
+    let plan = ops::plan(&project, &ws, &request, &Silent).await.expect("plan destroy");
+    for report in ops::apply(&project, &ws, &plan, &ApplyOptions::default()).await.expect("destroy") {
+        report.into_result().expect("destroy succeeds despite the faults");
+    }
+    assert_eq!(ours(&cloud).await, Inventory { buckets: 1, ..Inventory::default() });
+    assert!(proxy.injected() > 10, "faults were injected: {} of {} requests", proxy.injected(), proxy.requests());
+}
