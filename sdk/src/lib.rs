@@ -47,7 +47,10 @@
 //!   state or the configuration moved on; an update that turns out unnecessary once its inputs are known is
 //!   skipped; one that would now need a replacement is refused.
 //! - **State is written after every step**, atomically, with an intent journal, under a lock that names its
-//!   holder ([`state`]).
+//!   holder ([`state`]). A run killed at any point is taken over by the next: creates retry with the same
+//!   idempotency tokens, so nothing is made twice.
+//! - **NixOS deploys roll back by themselves**: host keys pinned, a watchdog armed on the host before anything
+//!   changes, confirmation over a fresh connection, health checks; a rollback fails the run ([`nixos::deploy`]).
 //! - **Wrong wiring does not compile** ([`value`]): fields take `impl Into<Value<T>>`, so an ARN cannot be
 //!   passed where an AMI id belongs. Bad values are reported all at once, naming resource and field, before
 //!   any API call.
@@ -58,16 +61,17 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`aws`] (`s3`, `iam`, `ec2`, `ebs`) | typed resource builders, one module per AWS service |
+//! | [`aws`] (`s3`, `iam`, `ec2`, `ebs`) | typed resource builders and their providers, one module per AWS service; [`aws::context`] (clients, request accounting, errors, waiters), [`aws::limit`] (per-service rate limits) |
+//! | [`nixos`] | NixOS images and systems built with Nix, and deployments over SSH with rollback ([`nixos::deploy`], [`nixos::ssh`]) |
 //! | [`stack`] | [`Stack`](stack::Stack), [`Project`](stack::Project), outputs, [`RemoteState`](stack::RemoteState) |
 //! | [`value`], [`attr`] | typed references ([`Output<T>`](value::Output)) and the dynamic values the planner diffs |
 //! | [`schema`], [`resource`] | what the planner knows about a kind; the [`Resource`](resource::Resource) trait |
 //! | [`graph`] | dependency graph, topological order, cycle errors |
 //! | [`plan`] | the pure planner, the plan data model, text and JSON rendering |
 //! | [`apply`] | the executor: DAG walk, bounded parallelism, journal |
-//! | [`state`] | the state format and stores (local file with lock) |
+//! | [`state`] | the state format and stores (local file with lock file; S3 with conditional writes) |
 //! | [`provider`] | the seam to the outside world |
-//! | [`ops`], [`cli`] | operations on projects; the command line for user programs |
+//! | [`ops`], `cli`, `sandbox` | operations on projects; the command line for user programs; the local AWS sandbox |
 //! | [`testing`] | offline planning for snapshot tests; an in-memory cloud |
 
 pub mod address;
