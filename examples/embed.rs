@@ -18,7 +18,7 @@ const WEB_SG: OutputKey<SecurityGroupId> = OutputKey::new("web_sg");
 
 fn project() -> Project {
     let mut stack = Stack::new("tooling");
-    let logs = stack.add(s3::Bucket::new("logs").bucket("example-tooling-logs").versioning(true));
+    stack.add(s3::Bucket::new("logs").bucket("example-tooling-logs").versioning(true));
     let sg = stack.add(ec2::SecurityGroup::new("web").ingress(ec2::Rule::tcp(443).cidr("10.0.0.0/8")));
     stack.add(
         iam::Role::new("shipper").assume_role_policy(
@@ -27,7 +27,6 @@ fn project() -> Project {
         ),
     );
     stack.export(&WEB_SG, sg.id());
-    let _ = logs;
     Project::new().stack(stack)
 }
 

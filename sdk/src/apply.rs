@@ -26,6 +26,17 @@ use crate::provider::{Observed, Providers, ReadRequest, StepContext, idempotency
 use crate::stack::{Node, Stack};
 use crate::state::{Operation, OutputState, PendingOperation, ResourceState, State, StateStore, unix_now};
 
+/// The schema providers get for a resource no longer declared (being deleted): deletes need only its state.
+static ORPHAN: crate::schema::Schema = crate::schema::Schema {
+    kind: "orphan",
+    mode: Mode::Managed,
+    fields: &[],
+    outputs: &[],
+    id: None,
+    predict: crate::schema::predict_nothing,
+    open_outputs: true,
+};
+
 /// Terraform's default, and a safe one for AWS APIs' per-account rate limits.
 pub const DEFAULT_PARALLELISM: usize = 10;
 
@@ -448,7 +459,7 @@ impl Run<'_> {
         let node = self.stack.node(&address);
         let schema = match node {
             Some(n) => n.schema,
-            None => self.schema_of_orphan(&address)?,
+            None => &ORPHAN,
         };
         let provider = self.providers.get(address.kind())?.clone();
         let inputs: Option<Attrs> = match (step, node) {
@@ -645,21 +656,6 @@ impl Run<'_> {
             self.emit(event);
         }
         Ok(ok)
-    }
-
-    fn schema_of_orphan(&self, address: &Address) -> Result<&'static crate::schema::Schema> {
-        // Resources being deleted are usually no longer declared; providers get a placeholder schema for them.
-        static ORPHAN: crate::schema::Schema = crate::schema::Schema {
-            kind: "orphan",
-            mode: Mode::Managed,
-            fields: &[],
-            outputs: &[],
-            id: None,
-            predict: crate::schema::predict_nothing,
-            open_outputs: true,
-        };
-        let _ = address;
-        Ok(&ORPHAN)
     }
 
     /// Records the stack outputs (none after a destroy; only values that are known).

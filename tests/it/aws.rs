@@ -209,10 +209,7 @@ async fn objects_upload_once_and_again_only_when_their_content_identity_changes(
     cloud.up(&build(&file)).await;
     let state = ops::state(&build(&file), &cloud.ws, "o").await.expect("state");
     let object = &state.resources[&"aws_s3_object.image".parse().expect("address")];
-    let expected = "5dcd8cc28b01c8fd546dd29c1cc1e7f2bdfd6e5fc07b94e5be4e54a3fba02b1a";
     let sha = object.outputs["content_sha256"].as_str().expect("sha").to_owned();
-    assert_eq!(sha.len(), 64);
-    let _ = expected;
     // The hash recorded is the file's.
     let local = {
         use std::process::Command;

@@ -6,7 +6,7 @@ use paranix::ops::PlanRequest;
 use paranix::prelude::*;
 use paranix::testing::Call;
 
-use crate::kinds::{Thing, id};
+use crate::kinds::Thing;
 use crate::support::{Env, one};
 
 fn creates(calls: &[Call]) -> Vec<String> {
@@ -201,8 +201,7 @@ async fn a_destroy_of_a_stack_with_nothing_in_state_changes_nothing() {
     let env = Env::new();
     let project = independent(2);
     let plan = env.plan_with(&project, &PlanRequest { destroy: true, ..Default::default() }).await;
-    assert!(plan.is_empty());
-    let _ = id;
+    assert!(plan.is_empty(), "{plan}");
 }
 
 #[tokio::test]

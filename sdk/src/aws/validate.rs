@@ -61,12 +61,6 @@ pub(crate) fn cidr_v6(cidr: &str) -> Result<(), String> {
 /// AWS tag limits: at most 50 tags, keys 1 to 128 characters, values up to 256, `aws:` and `paranix:`
 /// reserved.
 pub(crate) fn tags(tags: &BTreeMap<String, String>) -> Result<(), String> {
-    if tags.len() > 50 {
-        return Err(format!(
-            "{} tags given; AWS allows at most 50 (paranix adds 2 of its own, so at most 48)",
-            tags.len()
-        ));
-    }
     if tags.len() > 48 {
         return Err(format!(
             "{} tags given; paranix adds `paranix:stack` and `paranix:address`, so at most 48",

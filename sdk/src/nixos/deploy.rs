@@ -522,7 +522,7 @@ impl Deployer {
         }
 
         // Arm the host's own rollback before changing anything.
-        let id = short_id(&format!("{address}{toplevel}{:?}", Instant::now()));
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let within = inputs.get("confirm_within").and_then(Attr::as_int).unwrap_or(300).to_string();
         let previous = current.clone().or(profile.clone());
         if let Some(prev) = &previous {

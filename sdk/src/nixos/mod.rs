@@ -15,6 +15,9 @@ use crate::resource::{Handle, Lifecycle, Resource, Validator};
 use crate::schema::{Field, OutputField, Schema};
 use crate::value::{Digest, ObjectKey, Output, StorePath, Value};
 
+/// The Nix systems images and hosts can be built for (the ones EC2 runs).
+pub const NIX_SYSTEMS: [&str; 2] = ["x86_64-linux", "aarch64-linux"];
+
 /// Disk image formats: raw for the EBS direct path, VHD (`vpc`) for the S3 + ImportSnapshot path.
 pub const IMAGE_FORMATS: [&str; 2] = ["raw", "vpc"];
 
@@ -125,8 +128,8 @@ impl Resource for Image {
         if !IMAGE_FORMATS.contains(&self.format.as_str()) {
             v.error("format", format!("{:?} is not one of {}", self.format, IMAGE_FORMATS.join(", ")));
         }
-        if !["x86_64-linux", "aarch64-linux"].contains(&self.system.as_str()) {
-            v.error("system", format!("{:?} is not one of x86_64-linux, aarch64-linux", self.system));
+        if !NIX_SYSTEMS.contains(&self.system.as_str()) {
+            v.error("system", format!("{:?} is not one of {}", self.system, NIX_SYSTEMS.join(", ")));
         }
     }
 
@@ -268,8 +271,8 @@ impl Resource for System {
     }
 
     fn validate(&self, v: &mut Validator<'_>) {
-        if !["x86_64-linux", "aarch64-linux"].contains(&self.system.as_str()) {
-            v.error("system", format!("{:?} is not one of x86_64-linux, aarch64-linux", self.system));
+        if !NIX_SYSTEMS.contains(&self.system.as_str()) {
+            v.error("system", format!("{:?} is not one of {}", self.system, NIX_SYSTEMS.join(", ")));
         }
     }
 
