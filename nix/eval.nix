@@ -9,6 +9,10 @@
   sources ? import ./sources.nix,
   system ? builtins.currentSystem,
 }:
+let
+  valuesFile = builtins.getEnv "PARANIX_VALUES";
+  fromRust = if valuesFile == "" then { } else builtins.fromJSON (builtins.readFile valuesFile);
+in
 import "${sources.nixpkgs}/nixos/lib/eval-config.nix" {
   inherit system;
   modules = [
@@ -30,6 +34,13 @@ import "${sources.nixpkgs}/nixos/lib/eval-config.nix" {
         paranix.paranoid.enable = lib.mkDefault true;
       }
     )
+    # NixOS options set from Rust (`#[host(nixos(...))]`, `nixos::System::option`): the `options` field of the
+    # PARANIX_VALUES JSON file, an attribute set shaped like a module's config, merged as a module. Values
+    # arrive as data (JSON), never as Nix source text.
+    {
+      _file = "PARANIX_VALUES (NixOS options set from Rust)";
+      config = fromRust.options or { };
+    }
     configuration
   ];
 }

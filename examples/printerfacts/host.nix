@@ -43,7 +43,9 @@ in
     };
     services.printerfacts = {
       enable = true;
-      domain = value "domain" "printerfacts.example.invalid";
+      # The #[host] in stacks.rs sets the domain (the instance's address) as a NixOS option; a "domain" value
+      # or this default apply when nothing does.
+      domain = lib.mkDefault (value "domain" "printerfacts.example.invalid");
       acme = {
         enable = acmeEmail != null;
         email = acmeEmail;

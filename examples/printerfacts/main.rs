@@ -34,6 +34,12 @@ fn main() -> ExitCode {
         },
         None => ImageSource::Nix,
     };
+    if sandbox {
+        // moto boots nothing, so there is no machine to deploy NixOS to: the sandbox declares the host's
+        // instance only. (tests/it/host.rs deploys the same stacks to a local SSH target instead.)
+        eprintln!("[sandbox] the emulator boots no machines: the host's NixOS system and deployment are left out");
+        return paranix::cli::run(stacks::project_infrastructure(&source, "t3.micro"));
+    }
     paranix::cli::run(stacks::project_with(&source))
 }
 

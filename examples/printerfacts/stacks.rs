@@ -3,13 +3,15 @@
 //! - `bootstrap`: the private, versioned bucket that keeps the other stacks' state;
 //! - `aws_image`: the NixOS image, the images bucket, the `vmimport` role and policy, the uploaded image,
 //!   the snapshot import and the AMI, whose id is the stack's output;
-//! - `printerfacts`: a key pair, a security group with the seed's rules and a t3.micro instance with a
-//!   40 GiB root volume, launched from the AMI read through remote state.
+//! - `printerfacts`: a key pair, a security group with the seed's rules and the printerfacts host (`#[host]`):
+//!   a t3.micro instance with a 40 GiB root volume launched from the AMI read through remote state, its NixOS
+//!   system, and the deployment of that system to it.
 //!
 //! Shared by the example binary and the snapshot tests (`tests/it/printerfacts.rs`).
 
 use std::path::PathBuf;
 
+use paranix::host::{Host, HostSpec};
 use paranix::nixos;
 use paranix::prelude::*;
 
@@ -112,9 +114,33 @@ pub(crate) fn aws_image(source: &ImageSource) -> Stack {
     stack
 }
 
-/// The host: key pair, security group (the seed's rules), instance. Its state lives in the bootstrap
-/// stack's bucket.
-pub(crate) fn printerfacts(aws_image: &Stack, instance_type: &str) -> Stack {
+/// The printerfacts host: a t3.micro booted from the NixOS AMI, with a 40 GiB encrypted root volume, running
+/// `examples/printerfacts/host.nix` with the service's domain set to the instance's public address, and
+/// answering `GET /fact` after every deploy.
+#[paranix::host(
+    instance_type = "t3.micro",
+    root_volume(size_gib = 40, volume_type = "gp3"),
+    configuration = "examples/printerfacts/host.nix",
+    host_key = console,
+    health_checks(http(port = 80, path = "/fact")),
+    nixos(paranix.services.printerfacts.domain = public_ip),
+    tags(Project = "printerfacts"),
+)]
+pub(crate) struct Printerfacts {
+    /// The AMI the `aws_image` stack registered.
+    pub(crate) ami: Output<ImageId>,
+    /// The generated deploy key pair's name.
+    pub(crate) key_name: Output<KeyName>,
+    /// The key pair's private key, for deploys (sensitive).
+    pub(crate) private_key: Output<String>,
+    /// SSH, HTTP and HTTPS in.
+    pub(crate) security_groups: Vec<Output<SecurityGroupId>>,
+}
+
+/// The host stack: key pair, security group (the seed's rules) and the printerfacts host, adjusted by
+/// `adjust` (another instance type, an SSH address override, no deployment). Its state lives in the
+/// bootstrap stack's bucket.
+pub(crate) fn printerfacts(aws_image: &Stack, adjust: impl FnOnce(HostSpec) -> HostSpec) -> Stack {
     let mut stack = Stack::new("printerfacts").backend(Backend::s3(STATE_BUCKET, "printerfacts"));
     let image = stack.add(RemoteState::of(aws_image));
     let key = stack.add(ec2::KeyPair::generate("deployer"));
@@ -127,17 +153,13 @@ pub(crate) fn printerfacts(aws_image: &Stack, instance_type: &str) -> Stack {
             .egress(ec2::Rule::all_traffic().anywhere())
             .tag("Project", "printerfacts"),
     );
-    stack.add(
-        ec2::Instance::new("printerfacts")
-            .ami(image.output(&AMI_ID))
-            .instance_type(instance_type)
-            .key_name(key.key_name())
-            .security_group(group.id())
-            .root_volume_size_gib(40)
-            .host_key_from_console()
-            .tag("Name", "printerfacts")
-            .tag("Project", "printerfacts"),
-    );
+    let host = Printerfacts {
+        ami: image.output(&AMI_ID),
+        key_name: key.key_name(),
+        private_key: key.private_key(),
+        security_groups: vec![group.id()],
+    };
+    stack.add_host(adjust(host.spec()));
     stack
 }
 
@@ -153,7 +175,18 @@ pub(crate) fn project_with(source: &ImageSource) -> Project {
 
 /// The three stacks, with the image from `source` and another instance type.
 pub(crate) fn project_custom(source: &ImageSource, instance_type: &str) -> Project {
+    project_adjusted(source, |host| host.instance_type(instance_type))
+}
+
+/// The three stacks without the host's NixOS system and deployment (its instance only), for AWS emulators
+/// that boot nothing.
+pub(crate) fn project_infrastructure(source: &ImageSource, instance_type: &str) -> Project {
+    project_adjusted(source, |host| host.instance_type(instance_type).infrastructure_only())
+}
+
+/// The three stacks, with the image from `source` and the host adjusted by `adjust`.
+pub(crate) fn project_adjusted(source: &ImageSource, adjust: impl FnOnce(HostSpec) -> HostSpec) -> Project {
     let aws_image = aws_image(source);
-    let printerfacts = printerfacts(&aws_image, instance_type);
+    let printerfacts = printerfacts(&aws_image, adjust);
     Project::new().stack(bootstrap()).stack(aws_image).stack(printerfacts)
 }

@@ -83,6 +83,7 @@ pub mod cli;
 pub mod error;
 pub mod events;
 pub mod graph;
+pub mod host;
 pub mod nixos;
 pub mod ops;
 pub mod plan;
@@ -98,4 +99,9 @@ pub mod testing;
 pub mod value;
 
 pub use aws::{ebs, ec2, iam, s3};
+pub use paranix_macros::host;
+
+/// What `#[host]` expands to. Not a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private;
 pub use error::{Error, ErrorKind, Result};

@@ -65,17 +65,25 @@ pub struct OutputField {
     pub name: &'static str,
     /// Its value never appears in plans, events, logs or errors (a generated private key).
     pub sensitive: bool,
+    /// Its value is a function of the inputs, so an update changes it: the plan shows the value the kind's
+    /// `predict` gives for the new inputs, or `(known after apply)` (a NixOS system's toplevel).
+    pub derived: bool,
 }
 
 impl OutputField {
     /// A non-sensitive output.
     pub const fn new(name: &'static str) -> Self {
-        OutputField { name, sensitive: false }
+        OutputField { name, sensitive: false, derived: false }
     }
 
     /// A sensitive output.
     pub const fn sensitive(name: &'static str) -> Self {
-        OutputField { name, sensitive: true }
+        OutputField { name, sensitive: true, derived: false }
+    }
+
+    /// An output derived from the inputs (see [`OutputField::derived`](OutputField#structfield.derived)).
+    pub const fn derived(name: &'static str) -> Self {
+        OutputField { name, sensitive: false, derived: true }
     }
 }
 

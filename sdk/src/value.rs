@@ -209,6 +209,12 @@ macro_rules! text_types {
 
         impl Textual for $name {}
 
+        impl crate::__private::Wire<$name> for $name {
+            fn wire(self) -> Value<$name> {
+                Value::Known(self)
+            }
+        }
+
         impl From<$name> for Value<$name> {
             fn from(v: $name) -> Self {
                 Value::Known(v)

@@ -116,7 +116,7 @@ async fn scenario_a() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("disk.raw");
     std::fs::File::create(&image).and_then(|f| f.set_len(64 << 20)).expect("image");
-    let project = stacks::project_with(&stacks::ImageSource::File(image));
+    let project = stacks::project_infrastructure(&stacks::ImageSource::File(image), "t3.micro");
     let ws = Workspace::new(dir.path().join("state")).with_aws(ctx.clone());
     let plan = ops::plan(&project, &ws, &PlanRequest::default(), &Silent).await.expect("plan");
     for r in ops::apply(&project, &ws, &plan, &ApplyOptions::default()).await.expect("apply") {

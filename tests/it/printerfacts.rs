@@ -50,7 +50,7 @@ async fn from_empty_state_every_resource_of_the_three_stacks_is_created() {
     let ws = Workspace::new(dir.path()).with_local_state_only();
     let plan = ops::plan(&project(), &ws, &PlanRequest::default(), &Silent).await.expect("plan");
     let summary = plan.summary();
-    assert_eq!((summary.add, summary.change, summary.destroy), (11, 0, 0));
+    assert_eq!((summary.add, summary.change, summary.destroy), (13, 0, 0));
     insta::assert_snapshot!(plan.to_string());
 }
 
@@ -62,7 +62,7 @@ async fn after_up_the_plan_is_empty() {
     assert!(plan.is_empty(), "{plan}");
     // Refresh read each kind in one call, not one call per resource.
     let reads = cloud.calls().iter().filter(|c| matches!(c, paranix::testing::Call::Read(..))).count();
-    assert_eq!(reads, 11, "one batched read per kind and stack: {:?}", cloud.calls());
+    assert_eq!(reads, 13, "one batched read per kind and stack: {:?}", cloud.calls());
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ async fn the_printerfacts_stacks_go_up_converge_update_in_place_and_leave_nothin
     let image = cloud.dir.path().join("nixos.raw");
     sparse_image(&image, 64 << 20, 8);
     let source = ImageSource::File(image);
-    let project = stacks::project_custom(&source, "t3.micro");
+    let project = stacks::project_infrastructure(&source, "t3.micro");
 
     let plan = cloud.up(&project).await;
     assert_eq!(plan.summary().add, 10, "{plan}");
@@ -33,7 +33,7 @@ async fn the_printerfacts_stacks_go_up_converge_update_in_place_and_leave_nothin
     cloud.assert_converged(&project).await;
 
     // One changed field, one in-place update.
-    let bigger = stacks::project_custom(&source, "t3.small");
+    let bigger = stacks::project_infrastructure(&source, "t3.small");
     let plan = cloud.plan(&bigger).await;
     let summary = plan.summary();
     assert_eq!((summary.add, summary.change, summary.destroy), (0, 1, 0), "{plan}");
@@ -162,7 +162,7 @@ async fn up_and_destroy_succeed_through_server_errors_throttling_and_dropped_con
     let ws = paranix::ops::Workspace::new(dir.path()).with_aws(aws);
     let image = dir.path().join("nixos.raw");
     sparse_image(&image, 16 << 20, 4);
-    let project = stacks::project_with(&ImageSource::File(image));
+    let project = stacks::project_infrastructure(&ImageSource::File(image), "t3.micro");
 
     let plan = ops::plan(&project, &ws, &PlanRequest::default(), &Silent).await.expect("plan");
     for report in ops::apply(&project, &ws, &plan, &ApplyOptions::default()).await.expect("apply") {

@@ -177,19 +177,22 @@ pub struct System {
     host_nix: PathBuf,
     system: String,
     values: std::collections::BTreeMap<String, Attr>,
+    options: Vec<(Vec<String>, Attr)>,
     lifecycle: Lifecycle,
 }
 
+// Nothing forces a new system: a changed configuration is an update (a new toplevel built next to the old
+// one, which stays in the store), not a destroy.
 static SYSTEM_FIELDS: [Field; 6] = [
-    Field::new("configuration").force_new(),
-    Field::new("drv_path").force_new(),
-    Field::new("host_nix").force_new(),
-    Field::new("out_path").force_new(),
-    Field::new("system").force_new(),
-    Field::new("values").force_new(),
+    Field::new("configuration"),
+    Field::new("drv_path"),
+    Field::new("host_nix"),
+    Field::new("out_path"),
+    Field::new("system"),
+    Field::new("values"),
 ];
 
-static SYSTEM_OUTPUTS: [OutputField; 1] = [OutputField::new("toplevel")];
+static SYSTEM_OUTPUTS: [OutputField; 1] = [OutputField::derived("toplevel")];
 
 /// The schema of [`System`].
 pub static SYSTEM: Schema = Schema {
@@ -220,6 +223,7 @@ impl System {
             host_nix: PathBuf::from("nix/host.nix"),
             system: "x86_64-linux".into(),
             values: std::collections::BTreeMap::new(),
+            options: Vec::new(),
             lifecycle: Lifecycle::default(),
         }
     }
@@ -248,6 +252,44 @@ impl System {
         self.values.insert(name.to_owned(), Attr::List(values.iter().map(Value::to_attr).collect()));
         self
     }
+
+    /// Sets the NixOS option `path` (`"paranix.services.printerfacts.domain"`) to a value from Rust: a literal
+    /// or an output such as an instance's address. The value reaches Nix as JSON data (the `options` field of
+    /// `PARANIX_VALUES`, which `nix/eval.nix` merges as a module), never as Nix source text, so no value can
+    /// inject Nix code. For option names with dots in one segment, use [`System::option_at`].
+    pub fn option<T: crate::value::IntoAttr>(self, path: &str, value: impl Into<Value<T>>) -> Self {
+        let segments: Vec<&str> = path.split('.').collect();
+        self.option_at(&segments, value)
+    }
+
+    /// Sets the NixOS option at `path`, given segment by segment (`["services", "nginx", "virtualHosts",
+    /// "example.com", "root"]`). See [`System::option`].
+    pub fn option_at<T: crate::value::IntoAttr>(self, path: &[&str], value: impl Into<Value<T>>) -> Self {
+        self.option_attr(path, value.into().to_attr())
+    }
+
+    /// Sets the NixOS option at `path` to a dynamic value.
+    pub(crate) fn option_attr(mut self, path: &[&str], value: Attr) -> Self {
+        self.options.push((path.iter().map(|s| (*s).to_owned()).collect(), value));
+        self
+    }
+
+    /// The options as one nested attribute set (the shape of a NixOS module's `config`).
+    fn options_attr(&self) -> Attr {
+        let mut root = Attr::Map(std::collections::BTreeMap::new());
+        for (path, value) in &self.options {
+            let mut node = &mut root;
+            for (i, segment) in path.iter().enumerate() {
+                let Attr::Map(map) = node else { break };
+                if i + 1 == path.len() {
+                    map.insert(segment.clone(), value.clone());
+                    break;
+                }
+                node = map.entry(segment.clone()).or_insert_with(|| Attr::Map(std::collections::BTreeMap::new()));
+            }
+        }
+        root
+    }
 }
 
 impl Resource for System {
@@ -266,7 +308,7 @@ impl Resource for System {
             ("host_nix".into(), Attr::Str(self.host_nix.display().to_string())),
             ("out_path".into(), Attr::Unknown),
             ("system".into(), Attr::str(&self.system)),
-            ("values".into(), Attr::Map(self.values.clone())),
+            ("values".into(), self.values_attr()),
         ])
     }
 
@@ -274,9 +316,35 @@ impl Resource for System {
         if !NIX_SYSTEMS.contains(&self.system.as_str()) {
             v.error("system", format!("{:?} is not one of {}", self.system, NIX_SYSTEMS.join(", ")));
         }
+        if !self.options.is_empty() && self.values.contains_key("options") {
+            v.error("values.options", "set both as a value and through `option`; use one");
+        }
+        for (i, (path, _)) in self.options.iter().enumerate() {
+            let name = path.join(".");
+            if path.is_empty() || path.iter().any(String::is_empty) {
+                v.error(format!("values.options.{name}"), "an option path has no empty segments, like `networking.hostName`");
+                continue;
+            }
+            // Two settings of one option, or of an option and an attribute inside it, would silently
+            // overwrite each other in the JSON: refuse them.
+            if let Some((other, _)) = self.options[..i].iter().find(|(o, _)| o.starts_with(path) || path.starts_with(o)) {
+                v.error(format!("values.options.{name}"), format!("conflicts with the option `{}` set before", other.join(".")));
+            }
+        }
     }
 
     crate::aws::lifecycle_methods!();
+}
+
+impl System {
+    /// The values, with the options under `options`.
+    fn values_attr(&self) -> Attr {
+        let mut values = self.values.clone();
+        if !self.options.is_empty() {
+            values.insert("options".to_owned(), self.options_attr());
+        }
+        Attr::Map(values)
+    }
 }
 
 impl Handle<System> {

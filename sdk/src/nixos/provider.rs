@@ -212,6 +212,32 @@ impl Provider for ImageBuilder {
     }
 
     async fn create(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed> {
+        self.build(ctx, inputs).await
+    }
+
+    async fn update(&self, ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
+        if ctx.address.kind() == "nixos_system" {
+            // A changed system is built next to the old one and the GC root moves to it; the old system
+            // stays in the store (the host may still run it) until Nix collects garbage.
+            return self.build(ctx, inputs).await;
+        }
+        // Every field of an image forces a new one; nothing changes in place.
+        Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
+    }
+
+    async fn delete(&self, ctx: &StepContext, _prior: &ResourceState) -> Result<()> {
+        // The image stays in the store until Nix collects garbage; only paranix's root goes.
+        match std::fs::remove_file(self.gc_root(&ctx.address)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::provider(&ctx.address, format!("cannot remove the GC root: {e}"))),
+        }
+    }
+}
+
+impl ImageBuilder {
+    /// Evaluates (if the plan could not) and realises the derivation, with a GC root per address.
+    async fn build(&self, ctx: &StepContext, inputs: &Attrs) -> Result<Observed> {
         let address = &ctx.address;
         let instantiated;
         let drv = match inputs.get("drv_path").and_then(Attr::as_str) {
@@ -240,19 +266,5 @@ impl Provider for ImageBuilder {
             return Ok(Observed { inputs: recorded, outputs });
         }
         Ok(Observed { inputs: inputs.clone(), outputs: image_info(address, &out)? })
-    }
-
-    async fn update(&self, _ctx: &StepContext, prior: &ResourceState, inputs: &Attrs) -> Result<Observed> {
-        // Every field forces a new image; nothing changes in place.
-        Ok(Observed { inputs: inputs.clone(), outputs: prior.outputs.clone() })
-    }
-
-    async fn delete(&self, ctx: &StepContext, _prior: &ResourceState) -> Result<()> {
-        // The image stays in the store until Nix collects garbage; only paranix's root goes.
-        match std::fs::remove_file(self.gc_root(&ctx.address)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::provider(&ctx.address, format!("cannot remove the GC root: {e}"))),
-        }
     }
 }

@@ -174,6 +174,15 @@ impl Planner {
             if comparison.changed.is_empty() {
                 (Action::NoOp, Vec::new(), after)
             } else {
+                // Outputs derived from the inputs change with them.
+                let predicted = if comparison.inputs.values().all(Attr::is_known) {
+                    (node.schema.predict)(&comparison.inputs)
+                } else {
+                    Attrs::new()
+                };
+                for output in node.schema.outputs.iter().filter(|o| o.derived) {
+                    after.insert(output.name.to_owned(), predicted.get(output.name).cloned().unwrap_or(Attr::Unknown));
+                }
                 (Action::Update, vec![Reason::FieldsChanged { fields: comparison.changed.clone() }], after)
             }
         };

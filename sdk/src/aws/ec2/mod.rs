@@ -799,52 +799,13 @@ pub fn canonical_rules(rules: &Attr) -> Attr {
 // ---------------------------------------------------------------------------------------------------------
 // Instance
 
-/// Instance type families paranix knows (current generations). Sizes are checked against [`INSTANCE_SIZES`].
-pub const INSTANCE_FAMILIES: [&str; 40] = [
-    "t2", "t3", "t3a", "t4g", "m5", "m5a", "m6a", "m6g", "m6i", "m7a", "m7g", "m7i", "m8g", "c5", "c5a", "c6a", "c6g",
-    "c6i", "c7a", "c7g", "c7i", "c8g", "r5", "r5a", "r6a", "r6g", "r6i", "r7a", "r7g", "r7i", "r8g", "i4i", "i4g",
-    "g5", "g6", "p4d", "p5", "inf2", "trn1", "x2idn",
-];
-
-/// Instance sizes paranix knows.
-pub const INSTANCE_SIZES: [&str; 16] = [
-    "nano",
-    "micro",
-    "small",
-    "medium",
-    "large",
-    "xlarge",
-    "2xlarge",
-    "4xlarge",
-    "8xlarge",
-    "12xlarge",
-    "16xlarge",
-    "24xlarge",
-    "32xlarge",
-    "48xlarge",
-    "metal",
-    "metal-48xl",
-];
-
-/// Checks an instance type like `t3.micro` against the known families and sizes.
-pub fn check_instance_type(instance_type: &str) -> Result<(), String> {
-    let Some((family, size)) = instance_type.split_once('.') else {
-        return Err(format!("{instance_type:?} is not an instance type like `t3.micro`"));
-    };
-    if !INSTANCE_FAMILIES.contains(&family) {
-        return Err(format!(
-            "unknown instance family {family:?} in {instance_type:?}; known: {}",
-            INSTANCE_FAMILIES.join(", ")
-        ));
-    }
-    if !INSTANCE_SIZES.contains(&size) {
-        return Err(format!(
-            "unknown instance size {size:?} in {instance_type:?}; known: {}",
-            INSTANCE_SIZES.join(", ")
-        ));
-    }
-    Ok(())
+mod catalog {
+    include!("catalog.rs");
 }
+
+pub use catalog::{
+    INSTANCE_FAMILIES, INSTANCE_SIZES, ROOT_VOLUME_TYPES, check_instance_type, check_root_volume, instance_nix_system,
+};
 
 /// An EC2 instance. Secure by default: IMDSv2 required, encrypted gp3 root volume.
 #[derive(Clone, Debug)]
@@ -1043,14 +1004,8 @@ impl Resource for Instance {
             v.error("ami", format!("{:?} is not an AMI id (`ami-...`)", ami.as_str()));
         }
         v.check("instance_type", check_instance_type(&self.instance_type));
-        if !(1..=16_384).contains(&self.root_size_gib) {
-            v.error("root_block_device.volume_size", format!("{} GiB is outside 1..=16384", self.root_size_gib));
-        }
-        if !VOLUME_TYPES.contains(&self.root_type.as_str()) {
-            v.error(
-                "root_block_device.volume_type",
-                format!("{:?} is not one of {}", self.root_type, VOLUME_TYPES.join(", ")),
-            );
+        if let Err((field, message)) = check_root_volume(&self.root_type, self.root_size_gib) {
+            v.error(format!("root_block_device.{field}"), message);
         }
         if !(1..=64).contains(&self.imds_hop_limit) {
             v.error(

@@ -1,0 +1,78 @@
+// What paranix knows about EC2 instance types and root volumes: one table, read by the SDK's run-time
+// validation (`paranix::ec2`) and by the `#[host]` attribute's compile-time checks (`paranix-macros`
+// includes this file with `include!`, as a proc-macro crate cannot depend on the SDK). Plain `std` only.
+
+/// Instance type families paranix knows (current generations). Sizes are checked against [`INSTANCE_SIZES`].
+pub const INSTANCE_FAMILIES: [&str; 40] = [
+    "t2", "t3", "t3a", "t4g", "m5", "m5a", "m6a", "m6g", "m6i", "m7a", "m7g", "m7i", "m8g", "c5", "c5a", "c6a", "c6g",
+    "c6i", "c7a", "c7g", "c7i", "c8g", "r5", "r5a", "r6a", "r6g", "r6i", "r7a", "r7g", "r7i", "r8g", "i4i", "i4g",
+    "g5", "g6", "p4d", "p5", "inf2", "trn1", "x2idn",
+];
+
+/// Instance sizes paranix knows.
+pub const INSTANCE_SIZES: [&str; 16] = [
+    "nano",
+    "micro",
+    "small",
+    "medium",
+    "large",
+    "xlarge",
+    "2xlarge",
+    "4xlarge",
+    "8xlarge",
+    "12xlarge",
+    "16xlarge",
+    "24xlarge",
+    "32xlarge",
+    "48xlarge",
+    "metal",
+    "metal-48xl",
+];
+
+/// Checks an instance type like `t3.micro` against the known families and sizes.
+pub fn check_instance_type(instance_type: &str) -> Result<(), String> {
+    let Some((family, size)) = instance_type.split_once('.') else {
+        return Err(format!("{instance_type:?} is not an instance type like `t3.micro`"));
+    };
+    if !INSTANCE_FAMILIES.contains(&family) {
+        return Err(format!(
+            "unknown instance family {family:?} in {instance_type:?}; known: {}",
+            INSTANCE_FAMILIES.join(", ")
+        ));
+    }
+    if !INSTANCE_SIZES.contains(&size) {
+        return Err(format!(
+            "unknown instance size {size:?} in {instance_type:?}; known: {}",
+            INSTANCE_SIZES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The Nix system an instance type runs: `aarch64-linux` for AWS Graviton families (a `g` right after the
+/// generation digit: `t4g`, `m7g`, `i4g`), `x86_64-linux` for everything else.
+pub fn instance_nix_system(instance_type: &str) -> &'static str {
+    let family = instance_type.split('.').next().unwrap_or_default();
+    let after_digits = family.trim_start_matches(|c: char| c.is_ascii_lowercase());
+    let suffix = after_digits.trim_start_matches(|c: char| c.is_ascii_digit());
+    if after_digits.len() > suffix.len() && suffix.starts_with('g') { "aarch64-linux" } else { "x86_64-linux" }
+}
+
+/// EBS volume types an instance can boot from, with their size limits in GiB. (`st1` and `sc1` are
+/// throughput-optimised HDD types that EC2 refuses as boot volumes.)
+pub const ROOT_VOLUME_TYPES: [(&str, i64, i64); 5] =
+    [("gp3", 1, 16_384), ("gp2", 1, 16_384), ("io1", 4, 16_384), ("io2", 4, 65_536), ("standard", 1, 1_024)];
+
+/// Checks a root volume: the type is one of [`ROOT_VOLUME_TYPES`] and the size within its limits. The error
+/// names the field (`volume_type` or `volume_size`) and the valid choices.
+pub fn check_root_volume(volume_type: &str, size_gib: i64) -> Result<(), (&'static str, String)> {
+    let Some(&(_, min, max)) = ROOT_VOLUME_TYPES.iter().find(|(name, _, _)| *name == volume_type) else {
+        let names: Vec<&str> = ROOT_VOLUME_TYPES.iter().map(|(name, _, _)| *name).collect();
+        let hint = if matches!(volume_type, "st1" | "sc1") { " (HDD types cannot be boot volumes)" } else { "" };
+        return Err(("volume_type", format!("{volume_type:?} is not one of {}{hint}", names.join(", "))));
+    };
+    if !(min..=max).contains(&size_gib) {
+        return Err(("volume_size", format!("{size_gib} GiB is outside {min}..={max}, the limits of {volume_type}")));
+    }
+    Ok(())
+}
