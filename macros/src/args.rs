@@ -155,7 +155,10 @@ impl Parse for CheckSpec {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let kind: Ident = input.parse()?;
         if !input.peek(syn::token::Paren) {
-            return Err(syn::Error::new(kind.span(), format!("expected `{kind}(...)`: `http(port = 80, path = \"/\")` or `command(\"argv0\", ...)`")));
+            return Err(syn::Error::new(
+                kind.span(),
+                format!("expected `{kind}(...)`: `http(port = 80, path = \"/\")` or `command(\"argv0\", ...)`"),
+            ));
         }
         let content;
         let paren = syn::parenthesized!(content in input);

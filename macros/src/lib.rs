@@ -26,7 +26,11 @@ pub fn host(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The whole expansion: the item and its `Host` implementation, or the item and the errors.
-fn expand(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream, env: &model::Env) -> proc_macro2::TokenStream {
+fn expand(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+    env: &model::Env,
+) -> proc_macro2::TokenStream {
     let parsed = match syn::parse2::<syn::Item>(item.clone()) {
         Ok(item) => item,
         // Not an item rustc would accept either: let rustc report it.

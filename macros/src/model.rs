@@ -178,9 +178,8 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
         match key.as_str() {
             "name" => name = string_value(arg, &mut errors).and_then(|(n, span)| check_name(n, span, &mut errors)),
             "configuration" => {
-                configuration = string_value(arg, &mut errors).and_then(|(path, span)| {
-                    check_configuration(&path, span, env, &mut errors).then_some(path)
-                });
+                configuration = string_value(arg, &mut errors)
+                    .and_then(|(path, span)| check_configuration(&path, span, env, &mut errors).then_some(path));
             }
             "instance_type" => {
                 instance_type = string_value(arg, &mut errors).and_then(|(t, span)| match check_instance_type(&t) {
@@ -202,10 +201,8 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
                         other => errors.push(ident.span(), unknown("host key policy", other, &HOST_KEY_POLICIES)),
                     }
                 }
-                other => errors.push(
-                    other.span(),
-                    format!("expected a host key policy: one of {}", HOST_KEY_POLICIES.join(", ")),
-                ),
+                other => errors
+                    .push(other.span(), format!("expected a host key policy: one of {}", HOST_KEY_POLICIES.join(", "))),
             },
             "health_checks" => {
                 if let Some(content) = group(arg, &mut errors) {
@@ -234,7 +231,9 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
     }
 
     // The struct's role fields.
-    let role = |name: &str| fields.iter().find(|f| f.ident == name).map(|f| RoleField { ident: f.ident.clone(), ty_span: f.ty_span });
+    let role = |name: &str| {
+        fields.iter().find(|f| f.ident == name).map(|f| RoleField { ident: f.ident.clone(), ty_span: f.ty_span })
+    };
     for (field, ty, what) in REQUIRED_FIELDS {
         if role(field).is_none() {
             errors.push(
@@ -348,7 +347,10 @@ fn group<'a>(arg: &'a Arg, errors: &mut Errors) -> Option<&'a proc_macro2::Token
 fn check_name(name: String, span: Span, errors: &mut Errors) -> Option<String> {
     let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !valid_start || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        errors.push(span, format!("the host name {name:?} must start with a letter or `_` and use letters, digits, `_` and `-`"));
+        errors.push(
+            span,
+            format!("the host name {name:?} must start with a letter or `_` and use letters, digits, `_` and `-`"),
+        );
         return None;
     }
     Some(name)
@@ -357,7 +359,10 @@ fn check_name(name: String, span: Span, errors: &mut Errors) -> Option<String> {
 fn check_configuration(path: &str, span: Span, env: &Env, errors: &mut Errors) -> bool {
     let relative = Path::new(path);
     if path.is_empty() || relative.is_absolute() {
-        errors.push(span, "the configuration path is relative to the project root (the Cargo workspace root), e.g. \"hosts/web.nix\"");
+        errors.push(
+            span,
+            "the configuration path is relative to the project root (the Cargo workspace root), e.g. \"hosts/web.nix\"",
+        );
         return false;
     }
     if !path.ends_with(".nix") {
@@ -475,7 +480,10 @@ fn check_health_checks(content: &proc_macro2::TokenStream, errors: &mut Errors) 
                 Ok(argv) if argv.first().is_some_and(|a| !a.value().is_empty()) => {
                     checks.push(Check::Command(argv.iter().map(syn::LitStr::value).collect()));
                 }
-                Ok(_) => errors.push(spec.span, "a command check needs a program: `command(\"systemctl\", \"is-active\", \"nginx\")`"),
+                Ok(_) => errors.push(
+                    spec.span,
+                    "a command check needs a program: `command(\"systemctl\", \"is-active\", \"nginx\")`",
+                ),
                 Err(e) => errors.add(e),
             },
             other => errors.push(spec.kind.span(), unknown("health check", other, &KINDS)),
@@ -530,7 +538,11 @@ fn check_http(spec: &args::CheckSpec, errors: &mut Errors) -> Option<Check> {
     }
 }
 
-fn check_options(content: &proc_macro2::TokenStream, fields: &[FieldInfo], errors: &mut Errors) -> Vec<(Vec<String>, OptValue)> {
+fn check_options(
+    content: &proc_macro2::TokenStream,
+    fields: &[FieldInfo],
+    errors: &mut Errors,
+) -> Vec<(Vec<String>, OptValue)> {
     let settings = match args::parse_options(content) {
         Ok(settings) => settings,
         Err(e) => {
@@ -547,7 +559,8 @@ fn check_options(content: &proc_macro2::TokenStream, fields: &[FieldInfo], error
             continue;
         }
         if let Some((other, _)) = options.iter().find(|(o, _)| o.starts_with(&path) || path.starts_with(o)) {
-            let what = if *other == path { "is set twice".to_owned() } else { format!("overlaps `{}`", other.join(".")) };
+            let what =
+                if *other == path { "is set twice".to_owned() } else { format!("overlaps `{}`", other.join(".")) };
             errors.push(setting.path.span, format!("the NixOS option `{name}` {what}"));
             continue;
         }
@@ -568,8 +581,15 @@ fn check_options(content: &proc_macro2::TokenStream, fields: &[FieldInfo], error
             OptionValue::Ident(ident) => match INSTANCE_OUTPUTS.iter().find(|o| ident == **o) {
                 Some(output) => OptValue::Instance(output),
                 None => {
-                    let hint = if fields.iter().any(|f| f.ident == ident) { format!(" (for the field, write `self.{ident}`)") } else { String::new() };
-                    errors.push(ident.span(), format!("{}{hint}", unknown("instance output", &ident.to_string(), &INSTANCE_OUTPUTS)));
+                    let hint = if fields.iter().any(|f| f.ident == ident) {
+                        format!(" (for the field, write `self.{ident}`)")
+                    } else {
+                        String::new()
+                    };
+                    errors.push(
+                        ident.span(),
+                        format!("{}{hint}", unknown("instance output", &ident.to_string(), &INSTANCE_OUTPUTS)),
+                    );
                     continue;
                 }
             },
@@ -604,7 +624,10 @@ fn check_tags(content: &proc_macro2::TokenStream, errors: &mut Errors) -> Vec<(S
         if key == "Name" {
             errors.push(spec.key_span, "the tag `Name` is the host's name, set by #[host]; use `name = \"...\"`");
         } else if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
-            errors.push(spec.key_span, format!("the tag key {key:?} must have 1 to 128 characters and not start with `aws:`"));
+            errors.push(
+                spec.key_span,
+                format!("the tag key {key:?} must have 1 to 128 characters and not start with `aws:`"),
+            );
         } else if value.len() > 256 {
             errors.push(spec.value.span(), format!("the value of tag {key:?} is longer than 256 characters"));
         } else if tags.iter().any(|(k, _)| k == key) {
@@ -615,7 +638,10 @@ fn check_tags(content: &proc_macro2::TokenStream, errors: &mut Errors) -> Vec<(S
     }
     // EC2 allows 50 tags; `Name` and paranix's own two are added to every host instance.
     if tags.len() > 47 {
-        errors.push(Span::call_site(), format!("{} tags: an instance takes at most 47 besides Name and paranix's own", tags.len()));
+        errors.push(
+            Span::call_site(),
+            format!("{} tags: an instance takes at most 47 besides Name and paranix's own", tags.len()),
+        );
     }
     tags
 }

@@ -9,7 +9,7 @@ pub use core::time::Duration;
 
 /// A reference the host takes from another resource: an output of the right type, a value, or a literal.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be wired in where the host needs a `{T}`",
+    message = "`{Self}` cannot be wired in where the host needs `{T}`",
     label = "this field must hold an `Output<{T}>` (or a `Value<{T}>`)",
     note = "use an output of the right kind: `image.id()` for an `ImageId`, `group.id()` for a `SecurityGroupId`, \
             `key.key_name()` for a `KeyName`, `key.private_key()` for a private key"

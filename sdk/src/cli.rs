@@ -281,6 +281,9 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
         Err(e) => return Err(e),
     };
     let mut ws = Workspace::new(&state_dir).with_nix(".");
+    if let Some(encryption) = crate::state::encryption::StateEncryption::from_env()? {
+        ws = ws.with_state_encryption(encryption);
+    }
     if let Some(aws) = &aws {
         ws = ws.with_aws(aws.clone());
     }

@@ -28,7 +28,9 @@ use crate::ec2;
 use crate::nixos::{Deployment, HealthCheck, System};
 use crate::resource::Handle;
 use crate::stack::Stack;
-use crate::value::{HostAddress, ImageId, InstanceId, IntoAttr, KeyName, Output, PublicKey, SecurityGroupId, StorePath, Value};
+use crate::value::{
+    HostAddress, ImageId, InstanceId, IntoAttr, KeyName, Output, PublicKey, SecurityGroupId, StorePath, Value,
+};
 
 /// A type that describes a host: implemented by [`#[host]`](macro@crate::host) for a struct, or by hand.
 pub trait Host: Sized {
@@ -435,7 +437,8 @@ impl Stack {
         }
         let instance = self.add(instance);
 
-        let system_nix = spec.system.clone().unwrap_or_else(|| ec2::instance_nix_system(&spec.instance_type).to_owned());
+        let system_nix =
+            spec.system.clone().unwrap_or_else(|| ec2::instance_nix_system(&spec.instance_type).to_owned());
         let mut system = System::new(&name, &spec.configuration).host_nix(&spec.host_nix).system(system_nix);
         for (path, value) in &spec.options {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -480,7 +483,8 @@ impl Stack {
         for check in &spec.health_checks {
             let check = match check {
                 HealthCheck::Http { port, path } => {
-                    let port = ssh.forwarded.iter().find(|(remote, _)| remote == port).map_or(*port, |(_, local)| *local);
+                    let port =
+                        ssh.forwarded.iter().find(|(remote, _)| remote == port).map_or(*port, |(_, local)| *local);
                     HealthCheck::http(port, path)
                 }
                 other => other.clone(),

@@ -16,6 +16,7 @@ use crate::events::{Event, Observer};
 use crate::plan::{Action, Plan, PlanOptions, ProjectPlan, plan as plan_stack};
 use crate::provider::{Observed, Provider, Providers, ReadRequest, StepContext};
 use crate::stack::{Backend, Project, Stack};
+use crate::state::encryption::{EncryptingStore, Sensitivity, StateEncryption};
 use crate::state::{LocalStore, ResourceState, S3Store, State, StateStore};
 
 /// Where a run keeps local state, how it reaches AWS, and which providers it talks through.
@@ -29,28 +30,46 @@ pub struct Workspace {
     pub aws: Option<Arc<AwsContext>>,
     /// Keep every stack's state in `state_dir`, whatever its backend says (tests, experiments).
     pub local_state_only: bool,
+    /// Encrypts sensitive values in state, when set (see [`crate::state::encryption`]).
+    pub encryption: Option<Arc<StateEncryption>>,
 }
 
 impl Workspace {
     /// A workspace keeping local state in `state_dir`, with no cloud providers (offline planning only).
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
-        let state_dir = state_dir.into();
-        let reader = RemoteStateReader { state_dir: state_dir.clone(), aws: None, local_state_only: false };
-        let providers = Providers::new().register(&["remote_state"], Arc::new(reader));
-        Workspace { state_dir, providers, aws: None, local_state_only: false }
+        let workspace = Workspace {
+            state_dir: state_dir.into(),
+            providers: Providers::new(),
+            aws: None,
+            local_state_only: false,
+            encryption: None,
+        };
+        workspace.with_remote_state_reader()
+    }
+
+    /// (Re)registers the remote state reader with the workspace's current settings.
+    fn with_remote_state_reader(mut self) -> Self {
+        let reader = RemoteStateReader {
+            state_dir: self.state_dir.clone(),
+            aws: self.aws.clone(),
+            local_state_only: self.local_state_only,
+            encryption: self.encryption.clone(),
+        };
+        self.providers = self.providers.register(&["remote_state"], Arc::new(reader));
+        self
+    }
+
+    /// Encrypts sensitive values in every stack's state with `encryption` (and decrypts them on load).
+    pub fn with_state_encryption(mut self, encryption: StateEncryption) -> Self {
+        self.encryption = Some(Arc::new(encryption));
+        self.with_remote_state_reader()
     }
 
     /// Talks to AWS through `aws`: registers the providers of every AWS kind and enables S3 state.
     pub fn with_aws(mut self, aws: Arc<AwsContext>) -> Self {
-        let reader = RemoteStateReader {
-            state_dir: self.state_dir.clone(),
-            aws: Some(aws.clone()),
-            local_state_only: self.local_state_only,
-        };
-        self.providers =
-            crate::aws::providers(aws.clone(), self.providers).register(&["remote_state"], Arc::new(reader));
+        self.providers = crate::aws::providers(aws.clone(), self.providers);
         self.aws = Some(aws);
-        self
+        self.with_remote_state_reader()
     }
 
     /// Builds NixOS images with the local Nix, resolving their paths against `root` (the project root) and
@@ -84,16 +103,27 @@ impl Workspace {
     /// Keeps every stack's state in the state directory, whatever its backend says.
     pub fn with_local_state_only(mut self) -> Self {
         self.local_state_only = true;
-        let reader =
-            RemoteStateReader { state_dir: self.state_dir.clone(), aws: self.aws.clone(), local_state_only: true };
-        self.providers = self.providers.register(&["remote_state"], Arc::new(reader));
-        self
+        self.with_remote_state_reader()
     }
 
     /// The state store of `stack`; fails for S3 state when AWS is not configured.
     pub fn store(&self, stack: &Stack) -> Result<Box<dyn StateStore>> {
         let backend = if self.local_state_only { &Backend::Local } else { stack.state_backend() };
-        store_for(&self.state_dir, self.aws.as_ref(), stack.name(), backend)
+        // Sensitive attributes: as the declared kinds say, and by name for resources no longer declared.
+        let schemas: BTreeMap<Address, &'static crate::schema::Schema> =
+            stack.nodes().iter().map(|n| (n.address.clone(), n.schema)).collect();
+        let sensitive: Sensitivity = Arc::new(move |address: &Address, name: &str| match schemas.get(address) {
+            Some(schema) => schema.is_sensitive(name),
+            None => crate::plan::looks_secret(name),
+        });
+        let inner = store_for(&self.state_dir, self.aws.as_ref(), stack.name(), backend)?;
+        Ok(Box::new(EncryptingStore::new(
+            inner,
+            self.encryption.clone(),
+            sensitive,
+            self.state_dir.join("seen"),
+            stack.name(),
+        )))
     }
 }
 
@@ -132,6 +162,78 @@ pub async fn prepare(stack: &Stack, providers: &Providers) -> Result<(Stack, Vec
         notes.extend(note);
     }
     Ok((prepared, notes))
+}
+
+/// Inputs a provider can only work out once references are resolved (a NixOS system whose values include an
+/// instance's address): with the plan's resolved inputs of each resource whose declaration left fields
+/// unknown, the provider prepares again; the fields it completes are written into the stack. `None` when
+/// nothing was completed.
+async fn prepare_resolved(
+    stack: &Stack,
+    plan: &Plan,
+    providers: &Providers,
+    notes: &mut Vec<String>,
+) -> Result<Option<Stack>> {
+    let mut completed = stack.clone();
+    let mut any = false;
+    for node in stack.nodes() {
+        let placeholders: Vec<&String> =
+            node.inputs.iter().filter(|(_, v)| matches!(v, Attr::Unknown)).map(|(k, _)| k).collect();
+        if placeholders.is_empty() || node.inputs.values().all(Attr::is_known) {
+            continue;
+        }
+        let (Ok(provider), Some(after)) =
+            (providers.get(node.address.kind()), plan.change(&node.address).and_then(|c| c.after.as_ref()))
+        else {
+            continue;
+        };
+        let mut resolved = Attrs::new();
+        for (name, declared) in &node.inputs {
+            let value = if matches!(declared, Attr::Unknown) {
+                Attr::Unknown
+            } else {
+                after.get(name).cloned().unwrap_or(Attr::Null)
+            };
+            resolved.insert(name.clone(), value);
+        }
+        if resolved.iter().any(|(name, v)| !placeholders.contains(&name) && !v.is_known()) {
+            continue; // still depends on something this run changes: worked out at apply time
+        }
+        let (prepared, note) = provider.prepare(&node.address, &resolved).await?;
+        notes.extend(note);
+        let mut inputs = node.inputs.clone();
+        for name in placeholders {
+            if let Some(value) = prepared.get(name).filter(|v| v.is_known()) {
+                inputs.insert(name.clone(), value.clone());
+                any = true;
+            }
+        }
+        completed.set_inputs(&node.address, inputs);
+    }
+    Ok(any.then_some(completed))
+}
+
+/// The fields [`prepare_resolved`] completed at plan time, taken from the plan, so apply works from
+/// exactly what the plan showed.
+fn complete_from_plan(stack: &Stack, plan: &Plan) -> Stack {
+    let mut completed = stack.clone();
+    for node in stack.nodes() {
+        let Some(after) = plan.change(&node.address).and_then(|c| c.after.as_ref()) else { continue };
+        let mut inputs = node.inputs.clone();
+        let mut changed = false;
+        for (name, value) in inputs.iter_mut() {
+            if matches!(value, Attr::Unknown)
+                && let Some(planned) = after.get(name).filter(|v| v.is_known())
+            {
+                *value = planned.clone();
+                changed = true;
+            }
+        }
+        if changed {
+            completed.set_inputs(&node.address, inputs);
+        }
+    }
+    completed
 }
 
 /// What to plan.
@@ -213,6 +315,9 @@ pub async fn plan(
             state_buckets: state_buckets.clone(),
         };
         let mut plan = plan_stack(stack, &prior, &refreshed, &options)?;
+        if let Some(completed) = prepare_resolved(stack, &plan, &ws.providers, &mut notes).await? {
+            plan = plan_stack(&completed, &prior, &refreshed, &options)?;
+        }
         plan.notes.extend(notes);
         upstream.insert(stack.name().to_owned(), planned_outputs(&plan, &prior));
         plans.push(plan);
@@ -354,7 +459,8 @@ pub async fn apply(
             )
         })?;
         let store = ws.store(stack)?;
-        work.push((prepare(stack, &ws.providers).await?.0, p, store));
+        let prepared = complete_from_plan(&prepare(stack, &ws.providers).await?.0, p);
+        work.push((prepared, p, store));
     }
     let operation = if plan.stacks.iter().any(|p| p.destroy) { "destroy" } else { "apply" };
     let mut locked = Vec::new();
@@ -453,6 +559,7 @@ struct RemoteStateReader {
     state_dir: PathBuf,
     aws: Option<Arc<AwsContext>>,
     local_state_only: bool,
+    encryption: Option<Arc<StateEncryption>>,
 }
 
 #[async_trait]
@@ -468,7 +575,11 @@ impl Provider for RemoteStateReader {
                 .and_then(|j| serde_json::from_value(j).ok())
                 .unwrap_or_default();
             let backend = if self.local_state_only { Backend::Local } else { backend };
-            let state = store_for(&self.state_dir, self.aws.as_ref(), &stack, &backend)?.load().await?;
+            let inner = store_for(&self.state_dir, self.aws.as_ref(), &stack, &backend)?;
+            let sensitive: Sensitivity = Arc::new(|_: &Address, name: &str| crate::plan::looks_secret(name));
+            let store =
+                EncryptingStore::new(inner, self.encryption.clone(), sensitive, self.state_dir.join("seen"), &stack);
+            let state = store.load().await?;
             let outputs = state.map(|s| s.outputs.into_iter().map(|(k, o)| (k, o.value)).collect()).unwrap_or_default();
             out.push(Some(Observed { inputs: r.inputs.clone(), outputs }));
         }

@@ -46,3 +46,9 @@ mod bad_input;
 
 /// Crash safety: runs killed with SIGKILL converge without duplicates.
 mod crash;
+
+/// The printerfacts example end to end: moto for AWS, a rig target for the host, `#[host]` wiring them.
+mod host;
+
+/// Secrets: a poisoned deploy key appears nowhere paranix writes.
+mod secrets;

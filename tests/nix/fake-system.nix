@@ -8,6 +8,7 @@
 #   --argstr tag X    a new toplevel over the same dependencies (a one-path update)
 #   --argstr salt X   a completely new closure
 #   --arg nPkgs N --arg sizeKiB K   N packages of K KiB each (deterministic content, no /dev/urandom)
+#   activate, extraBuild            shell for switch|test and for the toplevel's build (fake-printerfacts-host.nix)
 #
 # The toplevel looks like a NixOS one where it matters to a deploy tool:
 #   nixos-version                  the tag
@@ -20,6 +21,11 @@
   nPkgs ? 3,
   sizeKiB ? 16,
   system ? builtins.currentSystem,
+  # Shell run by switch|test after /run/current-system points at the new system ($toplevel is set): a
+  # stand-in for starting the system's services.
+  activate ? "",
+  # Shell run at the end of the toplevel's build ($out is set), to add files to it.
+  extraBuild ? "",
 }:
 let
   mk =
@@ -102,6 +108,11 @@ let
     case "$action" in
       switch|boot) /bin/ln -sfn "$toplevel" "$state/boot-system" || exit 1 ;;
     esac
+    case "$action" in
+      switch|test)
+        ${activate}
+        ;;
+    esac
     if [ "$code" = 0 ]; then
       echo "$action $toplevel" >> "$state/switch.log"
     else
@@ -122,6 +133,7 @@ let
     printf '%s\n' "$tag" > $out/nixos-version
     printf '%s\n' "$system" > $out/system
     for p in $pkgs; do /bin/ln -s $p $out/sw/$(/usr/bin/basename $p); done
+    ${extraBuild}
   '' { inherit switchScript tag pkgs; };
 in
 toplevel

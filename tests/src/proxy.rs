@@ -24,7 +24,7 @@ pub struct Faults {
     pub server_errors: f64,
     /// The service's throttling error: `RequestLimitExceeded` (EC2), `Throttling` (IAM), `SlowDown` (S3).
     pub throttling: f64,
-    /// The connection is closed without an answer (what a reset looks like to the client).
+    /// The connection is aborted with a TCP reset (RST), no answer.
     pub resets: f64,
 }
 
@@ -198,12 +198,19 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, requests: Option<Requests>) {
             break;
         }
     }
-    let _ = to.shutdown(Shutdown::Write);
+    // A connection being reset (linger 0, set by the other direction) must close without a FIN first.
+    let aborting = socket2::SockRef::from(&to).linger().ok().flatten() == Some(Duration::ZERO);
+    if !aborting {
+        let _ = to.shutdown(Shutdown::Write);
+    }
 }
 
-/// Closes with a TCP reset (SO_LINGER 0) where the platform allows it; a plain close otherwise.
+/// Aborts the connection with a TCP reset: `SO_LINGER` 0 makes the close send RST instead of FIN, so the
+/// client sees "connection reset by peer", as behind a failing load balancer.
 fn reset(stream: &TcpStream) {
-    // std has no SO_LINGER; shutting down both directions without answering is what the client sees as a
-    // connection closed mid-request (the SDK classifies it like a reset: a retryable transient error).
-    let _ = stream.shutdown(Shutdown::Both);
+    let socket = socket2::SockRef::from(stream);
+    if socket.set_linger(Some(Duration::ZERO)).is_err() {
+        // Without SO_LINGER the client sees a connection closed mid-request, which it retries the same way.
+        let _ = stream.shutdown(Shutdown::Both);
+    }
 }

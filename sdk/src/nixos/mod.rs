@@ -322,13 +322,20 @@ impl Resource for System {
         for (i, (path, _)) in self.options.iter().enumerate() {
             let name = path.join(".");
             if path.is_empty() || path.iter().any(String::is_empty) {
-                v.error(format!("values.options.{name}"), "an option path has no empty segments, like `networking.hostName`");
+                v.error(
+                    format!("values.options.{name}"),
+                    "an option path has no empty segments, like `networking.hostName`",
+                );
                 continue;
             }
             // Two settings of one option, or of an option and an attribute inside it, would silently
             // overwrite each other in the JSON: refuse them.
-            if let Some((other, _)) = self.options[..i].iter().find(|(o, _)| o.starts_with(path) || path.starts_with(o)) {
-                v.error(format!("values.options.{name}"), format!("conflicts with the option `{}` set before", other.join(".")));
+            if let Some((other, _)) = self.options[..i].iter().find(|(o, _)| o.starts_with(path) || path.starts_with(o))
+            {
+                v.error(
+                    format!("values.options.{name}"),
+                    format!("conflicts with the option `{}` set before", other.join(".")),
+                );
             }
         }
     }

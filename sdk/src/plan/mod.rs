@@ -18,6 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use checks::Warning;
+pub(crate) use planner::looks_secret;
 pub use planner::{PlanOptions, plan};
 pub use render::RenderOptions;
 

@@ -360,7 +360,7 @@ pub(crate) fn redact(schema: Option<&Schema>, attrs: &Attrs) -> Attrs {
         .collect()
 }
 
-fn looks_secret(name: &str) -> bool {
+pub(crate) fn looks_secret(name: &str) -> bool {
     ["private", "secret", "password", "token"].iter().any(|w| name.contains(w))
 }
 

@@ -4,6 +4,7 @@
 //! `pending` list is the journal: an intent recorded before each mutating call and removed when the outcome
 //! is recorded, so an interrupted run leaves a record of exactly what might have happened.
 
+pub mod encryption;
 mod local;
 mod s3;
 
@@ -49,6 +50,9 @@ pub struct State {
     /// The last generation created at each address (kept after deletes, so tokens are never reused).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub generations: BTreeMap<Address, u64>,
+    /// How sensitive values are encrypted, when they are (see [`encryption`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<encryption::EncryptionHeader>,
 }
 
 /// What the state records about one resource.
@@ -124,6 +128,7 @@ impl State {
             pending: Vec::new(),
             deposed: BTreeMap::new(),
             generations: BTreeMap::new(),
+            encryption: None,
         }
     }
 

@@ -1,0 +1,111 @@
+//! Poison secret: a real SSH private key, set in configuration (`examples/deploy.rs` reads it from the
+//! environment), used for a real deploy to a rig target, must never appear in anything paranix writes:
+//! plan text and JSON, the saved plan file, JSON events, error messages, the state (encrypted with
+//! `PARANIX_STATE_PASSPHRASE`) or any file left in the temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use paranix_tests::rig::Rig;
+
+/// An example binary `cargo test --workspace` builds next to the test binary.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join(name);
+    assert!(path.exists(), "{} is not built: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            out.extend(files(&path));
+        } else if kind.is_file() {
+            out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_deploy_key_set_in_configuration_appears_in_no_output_event_error_plan_or_state() {
+    let rig = Rig::new();
+    let target = rig.target("poison");
+    let toplevel = rig.build_system("gen1", "poison");
+    let key = std::fs::read_to_string(rig.client_key()).expect("the rig's client key");
+    // The poison: every line of the key's body (a fragment of any of them would be a leak).
+    let poison: Vec<String> =
+        key.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16).map(str::to_owned).collect();
+    assert!(!poison.is_empty(), "the key has a body");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let (state, tmp, plan_file) = (work.path().join("state"), work.path().join("tmp"), work.path().join("plan.json"));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let run = |args: &[&str], host_key: &str| -> Output {
+        Command::new(example("deploy"))
+            .args(args)
+            .env("DEPLOY_HOST", target.addr())
+            .env("DEPLOY_PORT", target.port().to_string())
+            .env("DEPLOY_HOST_KEY", host_key)
+            .env("DEPLOY_TOPLEVEL", &toplevel)
+            .env("DEPLOY_SSH_KEY", &key)
+            .env("DEPLOY_CONFIRM_SECS", "10")
+            .env("PARANIX_STATE_DIR", &state)
+            .env("PARANIX_STATE_PASSPHRASE", "poison test passphrase, long enough")
+            .env("TMPDIR", &tmp)
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the deploy example")
+    };
+    let host_key = target.host_public_key();
+    let mut outputs: Vec<(String, Output)> = Vec::new();
+    let plan_path = plan_file.to_str().expect("utf-8 path");
+    for (what, args) in [
+        ("plan --out", vec!["plan", "--out", plan_path]),
+        ("plan --json", vec!["plan", "--json"]),
+        ("up PLANFILE --json", vec!["up", plan_path, "--yes", "--json"]),
+        ("plan after up", vec!["plan"]),
+        ("state list", vec!["state", "list"]),
+        ("state show", vec!["state", "show", "nixos_deployment.host"]),
+        ("output", vec!["output"]),
+    ] {
+        let out = run(&args, &host_key);
+        assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+        outputs.push((what.to_owned(), out));
+    }
+    assert_eq!(target.current_system().as_deref(), Some(toplevel.as_str()), "the deploy happened");
+    let state_file = std::fs::read_to_string(state.join("deploy.json")).expect("state file");
+    assert!(state_file.contains("paranix:encrypted:v1:"), "the key is in state, encrypted: {state_file}");
+
+    // Failures: another host answering (a host key that does not match), then the deploy destroyed.
+    let other_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHpx5E2Rj9PzeHk9U2LqwH4HTx3HToVcqJHb7oNW7v3v";
+    let refused = run(&["up", "--yes", "--json"], other_key);
+    assert!(!refused.status.success(), "a wrong host key must fail the run");
+    outputs.push(("up with a wrong host key".to_owned(), refused));
+    let destroyed = run(&["destroy", "--yes", "--json"], &host_key);
+    assert!(destroyed.status.success(), "destroy: {}", String::from_utf8_lossy(&destroyed.stderr));
+    outputs.push(("destroy".to_owned(), destroyed));
+
+    let mut places: Vec<(String, Vec<u8>)> = Vec::new();
+    for (what, out) in outputs {
+        places.push((format!("stdout of {what}"), out.stdout));
+        places.push((format!("stderr of {what}"), out.stderr));
+    }
+    for (path, bytes) in files(work.path()) {
+        places.push((path.display().to_string(), bytes));
+    }
+    assert!(places.iter().any(|(p, _)| p.ends_with("plan.json")), "the plan file was written");
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        for line in &poison {
+            assert!(!text.contains(line.as_str()), "the private key leaked into {place}");
+        }
+    }
+}
