@@ -3,7 +3,8 @@
 //! With no AWS account and no network, `plan` (the default) prints the whole plan of the three stacks. With
 //! `--sandbox` everything runs against a local AWS emulator. The disk image is built by Nix, or taken from
 //! `PRINTERFACTS_IMAGE=<file>`; in the sandbox without one, a small placeholder disk stands in for it (moto
-//! boots nothing, and building the NixOS image needs nixpkgs).
+//! boots nothing, and building the NixOS image needs nixpkgs). In the sandbox, or with `PRINTERFACTS_NO_DEPLOY` set,
+//! the host is declared without its NixOS system and deployment: an emulator has no machine to deploy to.
 
 #![allow(clippy::print_stderr, reason = "an example program talks to its user")]
 
@@ -34,10 +35,13 @@ fn main() -> ExitCode {
         },
         None => ImageSource::Nix,
     };
-    if sandbox {
+    if sandbox || std::env::var_os("PRINTERFACTS_NO_DEPLOY").is_some() {
         // moto boots nothing, so there is no machine to deploy NixOS to: the sandbox declares the host's
         // instance only. (tests/it/host.rs deploys the same stacks to a local SSH target instead.)
-        eprintln!("[sandbox] the emulator boots no machines: the host's NixOS system and deployment are left out");
+        eprintln!(
+            "{}the host's NixOS system and deployment are left out (instances only)",
+            if sandbox { "[sandbox] the emulator boots no machines: " } else { "PRINTERFACTS_NO_DEPLOY: " }
+        );
         return paranix::cli::run(stacks::project_infrastructure(&source, "t3.micro"));
     }
     paranix::cli::run(stacks::project_with(&source))

@@ -1,9 +1,9 @@
 //! `paranix-macros`: the `#[host]` attribute of paranix. Use it through `paranix::host`; its documentation
 //! (with the equivalent code without the macro) is there.
 //!
-//! The attribute runs in four steps, one module each: [`args`] parses the arguments keeping every value's
-//! span, [`model`] checks them against the item and builds a validated host definition (collecting every
-//! error, not just the first), and [`codegen`] writes the `Host` implementation with absolute paths through
+//! The attribute runs in three steps, one module each: `args` parses the arguments keeping every value's
+//! span, `model` checks them against the item and builds a validated host definition (collecting every
+//! error, not just the first), and `codegen` writes the `Host` implementation with absolute paths through
 //! `::paranix::__private`. On any error the original item is emitted unchanged next to the errors, so
 //! IDEs keep resolving it.
 

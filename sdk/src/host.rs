@@ -409,7 +409,7 @@ impl HostHandle {
 }
 
 impl Stack {
-    /// Declares a host: its instance, NixOS system and deployment (see [the module docs](crate::host)).
+    /// Declares a host: its instance, NixOS system and deployment (see [the module docs](mod@crate::host)).
     pub fn add_host(&mut self, host: impl Into<HostSpec>) -> HostHandle {
         let spec: HostSpec = host.into();
         let name = spec.name.clone();

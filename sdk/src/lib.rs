@@ -37,7 +37,7 @@
 //!
 //! Hosts (an instance plus the NixOS system deployed to it) are declared with [`#[host]`](macro@host), which
 //! checks its arguments at compile time and wires the instance, the system and the deployment together
-//! ([`host`]).
+//! ([`mod@host`]).
 //!
 //! A program hands its [`Project`](stack::Project) to `cli::run` and gets `plan`, `up`, `destroy`,
 //! `refresh`, `output` and `state` subcommands; an internal tool calls [`ops`] directly and reads plans and
@@ -68,7 +68,7 @@
 //! |---|---|
 //! | [`aws`] (`s3`, `iam`, `ec2`, `ebs`) | typed resource builders and their providers, one module per AWS service; [`aws::context`] (clients, request accounting, errors, waiters), [`aws::limit`] (per-service rate limits) |
 //! | [`nixos`] | NixOS images and systems built with Nix, and deployments over SSH with rollback ([`nixos::deploy`], [`nixos::ssh`]) |
-//! | [`host`], [`macro@host`] | hosts: instance + system + deployment as one item, the `#[host]` attribute and its hand-written equivalent |
+//! | [`mod@host`], [`macro@host`] | hosts: instance + system + deployment as one item, the `#[host]` attribute and its hand-written equivalent |
 //! | [`stack`] | [`Stack`](stack::Stack), [`Project`](stack::Project), outputs, [`RemoteState`](stack::RemoteState) |
 //! | [`value`], [`attr`] | typed references ([`Output<T>`](value::Output)) and the dynamic values the planner diffs |
 //! | [`schema`], [`resource`] | what the planner knows about a kind; the [`Resource`](resource::Resource) trait |

@@ -33,6 +33,8 @@ fn command(moto: &MotoServer, state: &std::path::Path, image: &std::path::Path, 
         .env("PARANIX_POLL_INTERVAL_MS", "50")
         .env("PARANIX_STATE_DIR", state)
         .env("PRINTERFACTS_IMAGE", image)
+        // moto boots no machine to deploy to: the AWS part only.
+        .env("PRINTERFACTS_NO_DEPLOY", "1")
         .env_remove("AWS_PROFILE")
         .stdin(Stdio::null());
     c
