@@ -21,11 +21,21 @@ use crate::error::{Error, Result};
 use crate::provider::{Observed, Provider, ReadRequest, StepContext};
 use crate::state::ResourceState;
 
-/// S3's minimum part size: small parts keep memory low (a 2 GiB image is 410 parts, far below the 10,000
-/// limit; a 40 GiB one would need larger parts).
-const PART_SIZE: usize = 5 * 1024 * 1024;
-/// Parts uploaded at once: enough to keep a link busy. Memory is bounded by (workers + 2) parts, 40 MiB.
-const PART_WORKERS: usize = 6;
+/// Files up to this size go up in one PUT; larger ones in parts of this size (or larger, see [`part_size`]).
+/// Measured against moto (README, benchmark C): 6 MiB parts with 4 in memory match `aws s3 cp`'s throughput
+/// (8 MiB parts, 10 at once) at under 64 MiB peak RSS.
+const PART_SIZE: usize = 6 * 1024 * 1024;
+/// S3's limit on the number of parts.
+const MAX_PARTS: u64 = 10_000;
+/// Parts in memory at once (being read, queued or uploading): memory stays below this many parts (24 MiB).
+const PARTS_IN_MEMORY: usize = 4;
+
+/// The part size for a file of `size` bytes: [`PART_SIZE`], or larger (whole MiB) when the file would
+/// otherwise need more than S3's 10,000 parts.
+fn part_size(size: u64) -> usize {
+    let needed = size.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
+    PART_SIZE.max(usize::try_from(needed).unwrap_or(usize::MAX))
+}
 
 /// Buckets (`aws_s3_bucket`).
 #[derive(Debug)]
@@ -382,6 +392,9 @@ impl ObjectProvider {
             .create_multipart_upload()
             .bucket(up.bucket)
             .key(up.key)
+            // Every part carries its CRC32, and S3 checks the composite at completion. Without an algorithm
+            // here S3 (and moto, in pure Python) computes a CRC64 of the whole object instead.
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
             .set_content_type(up.content_type.map(str::to_owned))
             .metadata(META_IDENTITY, up.identity)
             .metadata(META_SOURCE, up.path)
@@ -419,22 +432,29 @@ impl ObjectProvider {
     async fn upload_parts(&self, up: &Upload<'_>, upload_id: &str, size: u64) -> Result<(String, Vec<CompletedPart>)> {
         let address = up.ctx.address.clone();
         let path = up.path.to_owned();
-        // One blocking reader hashes and hands out parts; at most one part waits while PART_WORKERS upload.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, Vec<u8>)>(1);
+        let part_size = part_size(size);
+        // Every part in memory holds a permit, from the moment the reader starts filling it until its upload
+        // is answered: memory stays below PARTS_IN_MEMORY parts whatever the file's size.
+        let permits = Arc::new(tokio::sync::Semaphore::new(PARTS_IN_MEMORY));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(i32, Vec<u8>, tokio::sync::OwnedSemaphorePermit)>();
+        let runtime = tokio::runtime::Handle::current();
+        let reader_permits = permits.clone();
+        // One blocking reader reads the file once, in order, hashing as it goes.
         let reader = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
             use std::io::Read;
             let mut file = std::fs::File::open(&path)?;
             let mut hasher = Sha256::new();
             let mut number = 0;
             loop {
-                let mut part = Vec::with_capacity(PART_SIZE);
-                (&mut file).take(PART_SIZE as u64).read_to_end(&mut part)?;
+                let Ok(permit) = runtime.block_on(reader_permits.clone().acquire_owned()) else { break };
+                let mut part = Vec::with_capacity(part_size);
+                (&mut file).take(part_size as u64).read_to_end(&mut part)?;
                 if part.is_empty() {
                     break;
                 }
                 hasher.update(&part);
                 number += 1;
-                if tx.blocking_send((number, part)).is_err() {
+                if tx.send((number, part, permit)).is_err() {
                     break;
                 }
             }
@@ -444,32 +464,44 @@ impl ObjectProvider {
         let mut parts = Vec::new();
         let mut sent: u64 = 0;
         let mut first_error = None;
-        while let Some((number, body)) = rx.recv().await {
-            while tasks.len() >= PART_WORKERS {
-                if let Some(done) = tasks.join_next().await {
+        loop {
+            tokio::select! {
+                received = rx.recv() => {
+                    let Some((number, body, permit)) = received else { break };
+                    if first_error.is_some() {
+                        break;
+                    }
+                    sent += body.len() as u64;
+                    up.ctx.progress(format!("uploading: {} of {} MiB", sent >> 20, size >> 20));
+                    let request = self
+                        .0
+                        .s3
+                        .upload_part()
+                        .bucket(up.bucket)
+                        .key(up.key)
+                        .upload_id(upload_id)
+                        .part_number(number)
+                        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+                        .body(ByteStream::from(body));
+                    let address = address.clone();
+                    tasks.spawn(async move {
+                        let out = request.send().await.map_err(aws_error(&address, "UploadPart"));
+                        drop(permit);
+                        let out = out?;
+                        Ok(CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(out.e_tag().map(str::to_owned))
+                            .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+                            .build())
+                    });
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     collect_part(done, &mut parts, &mut first_error);
                 }
             }
-            if first_error.is_some() {
-                break;
-            }
-            sent += body.len() as u64;
-            up.ctx.progress(format!("uploading: {} of {} MiB", sent >> 20, size >> 20));
-            let request = self
-                .0
-                .s3
-                .upload_part()
-                .bucket(up.bucket)
-                .key(up.key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(ByteStream::from(body));
-            let address = address.clone();
-            tasks.spawn(async move {
-                let out = request.send().await.map_err(aws_error(&address, "UploadPart"))?;
-                Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
-            });
         }
+        // Stop the reader (it waits for permits or sends into a closed channel) and let in-flight parts finish.
+        permits.close();
         drop(rx);
         while let Some(done) = tasks.join_next().await {
             collect_part(done, &mut parts, &mut first_error);
@@ -605,6 +637,22 @@ impl Provider for ObjectProvider {
             Ok(_) => Ok(()),
             Err(e) if Failure::of(&e).is(&["NoSuchBucket", "NoSuchKey"]) => Ok(()),
             Err(e) => Err(Failure::of(&e).into_error(&ctx.address, "DeleteObject")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_stay_within_s3_limits_at_any_size() {
+        assert_eq!(part_size(2 << 30), PART_SIZE);
+        for size in [1u64 << 20, 2 << 30, 60 << 30, 100 << 30, 5 << 40] {
+            let part = part_size(size) as u64;
+            assert!(part >= 5 << 20, "S3's minimum part is 5 MiB");
+            assert!(size.div_ceil(part) <= MAX_PARTS, "{size} bytes in parts of {part}");
+            assert_eq!(part % (1 << 20), 0);
         }
     }
 }
