@@ -1,11 +1,9 @@
 //! The paths `#[host]` expands to (`::paranix::__private::...`), so the expansion never depends on what the
 //! user's module imports. Not a public API.
 
-pub use crate::host::{Host, HostKeyPolicy, HostSpec, InstanceOutput, OptionData};
+pub use crate::host::{Host, HostKeyPolicy, HostSpec, InstanceOutput};
 pub use crate::nixos::HealthCheck;
 pub use crate::value::{ImageId, KeyName, Output, PublicKey, SecurityGroupId, Value};
-pub use core::convert::From;
-pub use core::time::Duration;
 
 /// A reference the host takes from another resource: an output of the right type, a value, or a literal.
 #[diagnostic::on_unimplemented(
