@@ -179,7 +179,9 @@ async fn prepare_resolved(
     for node in stack.nodes() {
         let placeholders: Vec<&String> =
             node.inputs.iter().filter(|(_, v)| matches!(v, Attr::Unknown)).map(|(k, _)| k).collect();
-        if placeholders.is_empty() || node.inputs.values().all(Attr::is_known) {
+        // Only resources waiting on references: the others were prepared with everything they have.
+        let waits_on_references = node.inputs.iter().any(|(name, v)| !placeholders.contains(&name) && !v.is_known());
+        if placeholders.is_empty() || !waits_on_references {
             continue;
         }
         let (Ok(provider), Some(after)) =
