@@ -11,12 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use paranix::apply::ApplyOptions;
+use paranix::events::Silent;
 use paranix::host::HostSpec;
-use paranix::ops::Workspace;
+use paranix::ops::{self, PlanRequest, Workspace};
 use paranix::prelude::*;
 use paranix_tests::rig::{BUILDER_NIX_OPTIONS, Rig, Target};
 
-use crate::aws::{Cloud, sparse_image};
+use crate::aws::{Cloud, Inventory, ours, sparse_image};
 use crate::printerfacts_stacks::{self as stacks, ImageSource};
 
 /// A free loopback port for the service.
@@ -132,4 +134,19 @@ async fn the_printerfacts_example_goes_up_on_moto_and_a_rig_target_and_a_changed
     assert!(get(http_port, "/fact").expect("the new generation's service answers").starts_with("HTTP/1.1 200"));
     assert_eq!(target.ssh("cat /run/current-system/etc/printerfacts-domain").trim(), public_ip);
     cloud.assert_converged(&changed).await;
+
+    // Destroy the image and host stacks (the state bucket is protected): nothing of theirs is left in AWS, and
+    // the host, no longer managed, keeps running what it runs.
+    let request = PlanRequest {
+        destroy: true,
+        stacks: vec!["aws_image".into(), "printerfacts".into()],
+        ..PlanRequest::default()
+    };
+    let plan = ops::plan(&changed, &cloud.ws, &request, &Silent).await.expect("plan destroy");
+    assert_eq!(plan.summary().destroy, 11, "{plan}");
+    for report in ops::apply(&changed, &cloud.ws, &plan, &ApplyOptions::default()).await.expect("destroy") {
+        report.into_result().expect("destroyed");
+    }
+    assert_eq!(ours(&cloud).await, Inventory { buckets: 1, ..Inventory::default() });
+    assert_eq!(target.current_system().as_deref(), Some(redeployed.as_str()));
 }
