@@ -238,6 +238,31 @@ fn complete_from_plan(stack: &Stack, plan: &Plan) -> Stack {
     completed
 }
 
+/// Without state encryption, a note naming the sensitive values this plan writes to the state in clear.
+fn clear_secrets_note(stack: &Stack, plan: &Plan) -> Option<String> {
+    let mut secrets = Vec::new();
+    for change in &plan.changes {
+        if !matches!(change.action, Action::Create | Action::Update | Action::Replace) {
+            continue;
+        }
+        let (Some(node), Some(after)) = (stack.node(&change.address), &change.after) else { continue };
+        for (name, value) in after {
+            if node.schema.is_sensitive(name) && *value != Attr::Null {
+                secrets.push(format!("{}.{name}", change.address));
+            }
+        }
+    }
+    (!secrets.is_empty()).then(|| {
+        format!(
+            "the state of stack {:?} will hold {} in clear (mode 0600, but unencrypted): set {} (16+ \
+             characters) to encrypt sensitive values in state",
+            stack.name(),
+            secrets.join(", "),
+            crate::state::encryption::PASSPHRASE_ENV
+        )
+    })
+}
+
 /// What to plan.
 #[derive(Clone, Debug, Default)]
 pub struct PlanRequest {
@@ -319,6 +344,9 @@ pub async fn plan(
         let mut plan = plan_stack(stack, &prior, &refreshed, &options)?;
         if let Some(completed) = prepare_resolved(stack, &plan, &ws.providers, &mut notes).await? {
             plan = plan_stack(&completed, &prior, &refreshed, &options)?;
+        }
+        if ws.encryption.is_none() {
+            notes.extend(clear_secrets_note(stack, &plan));
         }
         plan.notes.extend(notes);
         upstream.insert(stack.name().to_owned(), planned_outputs(&plan, &prior));

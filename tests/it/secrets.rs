@@ -109,3 +109,25 @@ fn a_deploy_key_set_in_configuration_appears_in_no_output_event_error_plan_or_st
         }
     }
 }
+
+#[tokio::test]
+async fn without_a_passphrase_the_plan_names_the_secrets_that_would_go_to_state_in_clear() {
+    use paranix::events::Silent;
+    use paranix::ops::{self, PlanRequest, Workspace};
+    use paranix::state::encryption::StateEncryption;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = crate::printerfacts_stacks::project();
+    let clear = Workspace::new(dir.path()).with_local_state_only();
+    let text = ops::plan(&project, &clear, &PlanRequest::default(), &Silent).await.expect("plan").to_string();
+    assert!(
+        text.contains("will hold aws_key_pair.deployer.private_key_openssh, nixos_deployment.printerfacts.ssh_private_key in clear"),
+        "{text}"
+    );
+    assert!(text.contains("PARANIX_STATE_PASSPHRASE"), "{text}");
+
+    let encryption = StateEncryption::passphrase("a passphrase of some length").expect("long enough");
+    let encrypted = Workspace::new(dir.path()).with_local_state_only().with_state_encryption(encryption);
+    let text = ops::plan(&project, &encrypted, &PlanRequest::default(), &Silent).await.expect("plan").to_string();
+    assert!(!text.contains("in clear"), "{text}");
+}

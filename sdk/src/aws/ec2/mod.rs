@@ -418,9 +418,20 @@ pub static KEY_PAIR: Schema = Schema {
     fields: &KEY_PAIR_FIELDS,
     outputs: &KEY_PAIR_OUTPUTS,
     id: Some("id"),
-    predict: crate::schema::predict_nothing,
+    predict: predict_key_pair,
     open_outputs: false,
 };
+
+/// An imported key pair (its public key given) has no private key: nothing secret reaches the state.
+fn predict_key_pair(inputs: &Attrs) -> Attrs {
+    match inputs.get("public_key") {
+        Some(Attr::Str(_)) => Attrs::from([
+            ("generated_public_key".to_owned(), Attr::Null),
+            ("private_key_openssh".to_owned(), Attr::Null),
+        ]),
+        _ => Attrs::new(),
+    }
+}
 
 impl KeyPair {
     /// A key pair whose ed25519 key paranix generates at apply time.
