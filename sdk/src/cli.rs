@@ -36,7 +36,12 @@ use crate::stack::Project;
 
 /// Command-line arguments of a paranix program.
 #[derive(Debug, Parser)]
-#[command(about = "Plan and apply this program's infrastructure (paranix)", long_about = None)]
+#[command(
+    about = "Plan and apply this program's infrastructure (paranix)",
+    long_about = None,
+    after_help = "Sensitive values in state are encrypted when PARANIX_STATE_PASSPHRASE (16+ characters) or \
+                  PARANIX_STATE_KMS_KEY (a KMS key id, ARN or alias) is set."
+)]
 pub struct Cli {
     /// Directory of local state files.
     #[arg(long, global = true, env = "PARANIX_STATE_DIR", default_value = ".paranix")]
@@ -281,7 +286,7 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
         Err(e) => return Err(e),
     };
     let mut ws = Workspace::new(&state_dir).with_nix(".");
-    if let Some(encryption) = crate::state::encryption::StateEncryption::from_env()? {
+    if let Some(encryption) = crate::state::encryption::StateEncryption::from_env(aws.as_ref())? {
         ws = ws.with_state_encryption(encryption);
     }
     if let Some(aws) = &aws {

@@ -97,7 +97,7 @@ impl Cloud {
     }
 }
 
-async fn aws_config_for(moto: &MotoServer) -> aws_config::SdkConfig {
+pub(crate) async fn aws_config_for(moto: &MotoServer) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(moto.endpoint())

@@ -131,3 +131,50 @@ async fn without_a_passphrase_the_plan_names_the_secrets_that_would_go_to_state_
     let text = ops::plan(&project, &encrypted, &PlanRequest::default(), &Silent).await.expect("plan").to_string();
     assert!(!text.contains("in clear"), "{text}");
 }
+
+#[tokio::test]
+async fn with_a_kms_key_secrets_are_encrypted_under_a_data_key_generated_once_per_state_history() {
+    use paranix::apply::ApplyOptions;
+    use paranix::events::Silent;
+    use paranix::ops::{self, PlanRequest, Workspace};
+    use paranix::prelude::*;
+    use paranix::state::encryption::StateEncryption;
+
+    let mut cloud = crate::aws::Cloud::start().await;
+    let kms = aws_sdk_kms::Client::new(&crate::aws::aws_config_for(&cloud._moto).await);
+    let created = kms.create_key().description("paranix state").send().await.expect("create key");
+    let key_id = created.key_metadata().map(|m| m.key_id().to_owned()).expect("key id");
+    let state_dir = cloud.dir.path().join("state");
+    let encrypted = |aws| {
+        Workspace::new(&state_dir).with_aws(aws).with_state_encryption(StateEncryption::kms(cloud.aws.clone(), &key_id))
+    };
+    cloud.ws = encrypted(cloud.aws.clone());
+    let mut stack = Stack::new("keys");
+    stack.add(ec2::KeyPair::generate("deployer"));
+    let project = Project::new().stack(stack);
+
+    let kms_before = cloud.aws.request_counts().snapshot().get("kms").copied().unwrap_or(0);
+    cloud.up(&project).await;
+    let state = std::fs::read_to_string(state_dir.join("keys.json")).expect("state");
+    assert!(state.contains("paranix:encrypted:v1:") && state.contains("\"encrypted_data_key\""), "{state}");
+    assert!(state.contains(&key_id), "the header names the KMS key: {state}");
+    assert!(!state.contains("PRIVATE KEY"), "the private key is not in clear: {state}");
+    // The state decrypts: the next plan is empty (and its sensitive output readable by name).
+    cloud.assert_converged(&project).await;
+    let kms_calls = cloud.aws.request_counts().snapshot().get("kms").copied().unwrap_or(0) - kms_before;
+    assert!(kms_calls <= 3, "one GenerateDataKey, a Decrypt per loading process, not one per save: {kms_calls}");
+
+    // Without the key configured the state is refused, naming the variable to set.
+    cloud.ws = Workspace::new(&state_dir).with_aws(cloud.aws.clone());
+    let err = ops::plan(&project, &cloud.ws, &PlanRequest::default(), &Silent).await.expect_err("refused");
+    assert!(err.to_string().contains("PARANIX_STATE_KMS_KEY"), "{err}");
+
+    // Destroy with the key again.
+    cloud.ws = encrypted(cloud.aws.clone());
+    let plan = ops::plan(&project, &cloud.ws, &PlanRequest { destroy: true, ..PlanRequest::default() }, &Silent)
+        .await
+        .expect("plan destroy");
+    for report in ops::apply(&project, &cloud.ws, &plan, &ApplyOptions::default()).await.expect("destroy") {
+        report.into_result().expect("destroyed");
+    }
+}

@@ -100,6 +100,7 @@ pub struct AwsContext {
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) ebs: aws_sdk_ebs::Client,
+    pub(crate) kms: aws_sdk_kms::Client,
     region: String,
     endpoint_url: Option<String>,
     poll_interval: Duration,
@@ -169,6 +170,10 @@ impl AwsContext {
         if let Some(client) = limited("ebs") {
             ebs = ebs.http_client(client);
         }
+        let mut kms = aws_sdk_kms::config::Builder::from(&conf).interceptor(counter("kms"));
+        if let Some(client) = limited("kms") {
+            kms = kms.http_client(client);
+        }
         let (s3, iam, ec2) = (s3.build(), iam.build(), ec2.build());
         let ebs = ebs
             .timeout_config(
@@ -185,6 +190,7 @@ impl AwsContext {
             iam: aws_sdk_iam::Client::from_conf(iam),
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             ebs: aws_sdk_ebs::Client::from_conf(ebs),
+            kms: aws_sdk_kms::Client::from_conf(kms.build()),
             region,
             endpoint_url,
             // Waiting on AWS: instances start in ~10-30 s, images and imports in minutes; 5 s keeps the request

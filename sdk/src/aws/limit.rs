@@ -26,12 +26,14 @@ pub struct RateLimit {
 /// The default limits, below AWS's own request-rate buckets so that paranix never causes throttling by
 /// itself: EC2's API throttling refills its non-mutating bucket at 20 requests/s with a burst of 100 (AWS EC2
 /// "Request throttling"); IAM is documented at far lower rates than the data planes; S3 and EBS direct allow
-/// thousands of requests per second per prefix or snapshot.
+/// thousands of requests per second per prefix or snapshot; KMS's cryptographic operations share a quota of
+/// thousands per second (paranix makes one or two per state history and run).
 pub fn default_limits() -> BTreeMap<&'static str, RateLimit> {
     BTreeMap::from([
         ("ebs", RateLimit { per_second: 1000.0, burst: 1000.0 }),
         ("ec2", RateLimit { per_second: 20.0, burst: 100.0 }),
         ("iam", RateLimit { per_second: 10.0, burst: 20.0 }),
+        ("kms", RateLimit { per_second: 100.0, burst: 100.0 }),
         ("s3", RateLimit { per_second: 1000.0, burst: 1000.0 }),
     ])
 }

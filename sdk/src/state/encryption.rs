@@ -1,11 +1,13 @@
 //! Sensitive values in state, encrypted at rest.
 //!
-//! With a passphrase configured ([`StateEncryption::passphrase`], or `PARANIX_STATE_PASSPHRASE` for the
-//! CLI), every sensitive attribute (a generated private key, a deploy key set in configuration, a sensitive
-//! stack output) is stored as `paranix:encrypted:v1:<base64>`: XChaCha20-Poly1305 under a key derived from
-//! the passphrase with Argon2id (a random salt per state history, kept in the state's `encryption`
-//! header). Everything else stays readable, so `git diff`-style review of state still works; OpenTofu's state
-//! encryption is the anchor, which encrypts the whole file instead.
+//! With a key source configured ([`StateEncryption::passphrase`] or [`StateEncryption::kms`]; for the CLI,
+//! `PARANIX_STATE_PASSPHRASE` or `PARANIX_STATE_KMS_KEY`), every sensitive attribute (a generated private key,
+//! a deploy key set in configuration, a sensitive stack output) is stored as `paranix:encrypted:v1:<base64>`:
+//! XChaCha20-Poly1305 under a 256-bit key that is either derived from the passphrase with Argon2id (a random
+//! salt per state history) or a KMS data key (`GenerateDataKey` once per state history, kept in the state
+//! encrypted by KMS with the stack and lineage as encryption context). The state's `encryption` header says
+//! which, and holds the salt or the encrypted data key, never a key. Everything else stays readable, so
+//! state can still be reviewed; OpenTofu's state encryption is the anchor, which encrypts the whole file.
 //!
 //! Each ciphertext is bound to its place: the associated data is the stack, lineage, serial, address and
 //! attribute name. A value moved to another attribute, another stack or another history does not decrypt,
@@ -13,8 +15,8 @@
 //! S3 object version) is refused too: every load and save records the newest serial this machine has seen
 //! of the history, and an older one is an error, not a silent rollback.
 //!
-//! Without a passphrase nothing is encrypted, and a state that is encrypted is refused with a message
-//! naming the variable to set.
+//! Without a key source nothing is encrypted (plans say which secrets go to state in clear), and a state
+//! that is encrypted is refused with a message naming the variable to set.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,28 +42,51 @@ pub const MIN_PASSPHRASE_LEN: usize = 16;
 /// The prefix of an encrypted value.
 const PREFIX: &str = "paranix:encrypted:v1:";
 
-/// The one method this version writes.
-const METHOD: &str = "argon2id-xchacha20poly1305";
+/// Keys derived from a passphrase.
+const METHOD_PASSPHRASE: &str = "argon2id-xchacha20poly1305";
+/// Data keys from AWS KMS (envelope encryption).
+const METHOD_KMS: &str = "kms-xchacha20poly1305";
 
-/// What a state records about its encryption: the method and the key derivation's salt.
+/// The environment variable the CLI reads a KMS key (id, ARN or `alias/...`) from.
+pub const KMS_KEY_ENV: &str = "PARANIX_STATE_KMS_KEY";
+
+/// What a state records about its encryption: the method and what recovers the key (never the key).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncryptionHeader {
-    /// `argon2id-xchacha20poly1305`.
+    /// `argon2id-xchacha20poly1305` or `kms-xchacha20poly1305`.
     pub method: String,
-    /// The Argon2id salt (base64), random per state history.
+    /// The Argon2id salt (base64), random per state history (passphrase method).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub salt: String,
+    /// The KMS key that wraps the data key (KMS method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// The data key, encrypted by KMS under the state's stack and lineage as encryption context (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_data_key: Option<String>,
 }
 
-/// A state encryption key source: a passphrase. Never printed (its `Debug` says so).
+/// Where the key comes from.
+enum KeySource {
+    Passphrase(String),
+    Kms { key_id: String, aws: Arc<crate::aws::AwsContext> },
+}
+
+/// A state encryption key source: a passphrase, or a KMS key wrapping a data key per state history. Never
+/// printed (its `Debug` says so).
 pub struct StateEncryption {
-    passphrase: String,
-    /// Derived keys by salt: Argon2id is deliberately slow, and every save of a run uses the same salt.
+    source: KeySource,
+    /// Keys by what recovers them (salt or encrypted data key): Argon2id is deliberately slow and KMS is a
+    /// network call, and every save of a run uses the same key.
     keys: Mutex<BTreeMap<String, [u8; 32]>>,
 }
 
 impl std::fmt::Debug for StateEncryption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StateEncryption(passphrase: <sensitive>)")
+        match &self.source {
+            KeySource::Passphrase(_) => f.write_str("StateEncryption(passphrase: <sensitive>)"),
+            KeySource::Kms { key_id, .. } => write!(f, "StateEncryption(kms: {key_id})"),
+        }
     }
 }
 
@@ -74,35 +99,141 @@ impl StateEncryption {
                 "the state passphrase is shorter than {MIN_PASSPHRASE_LEN} characters"
             )));
         }
-        Ok(StateEncryption { passphrase, keys: Mutex::new(BTreeMap::new()) })
+        Ok(StateEncryption { source: KeySource::Passphrase(passphrase), keys: Mutex::new(BTreeMap::new()) })
     }
 
-    /// Encryption from [`PASSPHRASE_ENV`], if it is set.
-    pub fn from_env() -> Result<Option<Self>> {
-        match std::env::var(PASSPHRASE_ENV) {
-            Ok(p) if !p.is_empty() => Self::passphrase(p).map(Some),
-            _ => Ok(None),
+    /// Envelope encryption with AWS KMS: each state history gets a data key from `GenerateDataKey` under
+    /// `key_id` (an id, ARN or `alias/...`), stored encrypted in the state and bound by KMS to the stack and
+    /// lineage (encryption context), so it decrypts for no other state. Who may use the key is IAM's business.
+    pub fn kms(aws: Arc<crate::aws::AwsContext>, key_id: impl Into<String>) -> Self {
+        StateEncryption { source: KeySource::Kms { key_id: key_id.into(), aws }, keys: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Encryption from [`KMS_KEY_ENV`] (which needs `aws`) or [`PASSPHRASE_ENV`], if one is set.
+    pub fn from_env(aws: Option<&Arc<crate::aws::AwsContext>>) -> Result<Option<Self>> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        match (var(KMS_KEY_ENV), var(PASSPHRASE_ENV)) {
+            (Some(_), Some(_)) => {
+                Err(Error::invalid(format!("set one of {KMS_KEY_ENV} and {PASSPHRASE_ENV}, not both")))
+            }
+            (Some(key), None) => match aws {
+                Some(aws) => Ok(Some(Self::kms(aws.clone(), key))),
+                None => Err(Error::invalid(format!("{KMS_KEY_ENV} is set, and AWS is not configured (no region)"))),
+            },
+            (None, Some(passphrase)) => Self::passphrase(passphrase).map(Some),
+            (None, None) => Ok(None),
         }
     }
 
-    fn key(&self, salt: &str) -> Result<[u8; 32]> {
-        let mut keys = self.keys.lock().expect("keys mutex");
-        if let Some(key) = keys.get(salt) {
+    fn method(&self) -> &'static str {
+        match self.source {
+            KeySource::Passphrase(_) => METHOD_PASSPHRASE,
+            KeySource::Kms { .. } => METHOD_KMS,
+        }
+    }
+
+    /// A header (and its key) for a state history that has none yet.
+    async fn new_header(&self, state: &State) -> Result<EncryptionHeader> {
+        match &self.source {
+            KeySource::Passphrase(_) => Ok(EncryptionHeader {
+                method: METHOD_PASSPHRASE.to_owned(),
+                salt: base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes()),
+                kms_key_id: None,
+                encrypted_data_key: None,
+            }),
+            KeySource::Kms { key_id, aws } => {
+                let out = aws
+                    .kms
+                    .generate_data_key()
+                    .key_id(key_id)
+                    .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+                    .set_encryption_context(Some(kms_context(state)))
+                    .send()
+                    .await
+                    .map_err(|e| kms_error("GenerateDataKey", key_id, &e))?;
+                let (Some(plaintext), Some(blob)) = (out.plaintext(), out.ciphertext_blob()) else {
+                    return Err(Error::state(format!("KMS GenerateDataKey under {key_id} returned no key")));
+                };
+                let key: [u8; 32] = plaintext
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| Error::state(format!("KMS GenerateDataKey under {key_id} returned no 256-bit key")))?;
+                let encrypted = base64::engine::general_purpose::STANDARD.encode(blob.as_ref());
+                self.keys.lock().expect("keys mutex").insert(encrypted.clone(), key);
+                Ok(EncryptionHeader {
+                    method: METHOD_KMS.to_owned(),
+                    salt: String::new(),
+                    kms_key_id: Some(out.key_id().unwrap_or(key_id).to_owned()),
+                    encrypted_data_key: Some(encrypted),
+                })
+            }
+        }
+    }
+
+    /// The key of a state with `header`.
+    async fn key(&self, header: &EncryptionHeader, state: &State) -> Result<[u8; 32]> {
+        let cache_key = match &self.source {
+            KeySource::Passphrase(_) => header.salt.clone(),
+            KeySource::Kms { .. } => header.encrypted_data_key.clone().unwrap_or_default(),
+        };
+        if let Some(key) = self.keys.lock().expect("keys mutex").get(&cache_key) {
             return Ok(*key);
         }
-        let salt_bytes = base64::engine::general_purpose::STANDARD
-            .decode(salt)
-            .map_err(|_| Error::state("the state's encryption salt is not base64"))?;
-        // OWASP's Argon2id minimum: 19 MiB, 2 passes, 1 lane.
-        let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).expect("valid Argon2 parameters");
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut key = [0u8; 32];
-        argon
-            .hash_password_into(self.passphrase.as_bytes(), &salt_bytes, &mut key)
-            .map_err(|e| Error::state(format!("cannot derive the state key: {e}")))?;
-        keys.insert(salt.to_owned(), key);
+        let key = match &self.source {
+            KeySource::Passphrase(passphrase) => {
+                let salt = base64::engine::general_purpose::STANDARD
+                    .decode(&header.salt)
+                    .map_err(|_| Error::state("the state's encryption salt is not base64"))?;
+                // OWASP's Argon2id minimum: 19 MiB, 2 passes, 1 lane.
+                let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).expect("valid Argon2 parameters");
+                let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+                let mut key = [0u8; 32];
+                argon
+                    .hash_password_into(passphrase.as_bytes(), &salt, &mut key)
+                    .map_err(|e| Error::state(format!("cannot derive the state key: {e}")))?;
+                key
+            }
+            KeySource::Kms { key_id, aws } => {
+                let blob = base64::engine::general_purpose::STANDARD
+                    .decode(&cache_key)
+                    .map_err(|_| Error::state("the state's encrypted data key is not base64"))?;
+                let wrapping = header.kms_key_id.as_deref().unwrap_or(key_id);
+                let out = aws
+                    .kms
+                    .decrypt()
+                    .key_id(wrapping)
+                    .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob))
+                    .set_encryption_context(Some(kms_context(state)))
+                    .send()
+                    .await
+                    .map_err(|e| kms_error("Decrypt", wrapping, &e))?;
+                out.plaintext()
+                    .and_then(|p| <[u8; 32]>::try_from(p.as_ref()).ok())
+                    .ok_or_else(|| Error::state(format!("KMS Decrypt under {wrapping} returned no 256-bit key")))?
+            }
+        };
+        self.keys.lock().expect("keys mutex").insert(cache_key, key);
         Ok(key)
     }
+}
+
+/// The KMS encryption context of a state's data key: it decrypts for this stack and history only.
+fn kms_context(state: &State) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
+        ("paranix:stack".to_owned(), state.stack.clone()),
+        ("paranix:lineage".to_owned(), state.lineage.clone()),
+    ])
+}
+
+/// A KMS failure, with its code and message (never key material).
+fn kms_error<E, R>(op: &str, key_id: &str, e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Error
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let failure = crate::aws::context::Failure::of(e);
+    let code = failure.code.as_deref().unwrap_or("no error code");
+    Error::state(format!("KMS {op} with key {key_id} failed: {code}: {}", failure.message))
 }
 
 /// Which attributes of a state are sensitive.
@@ -116,8 +247,8 @@ pub(crate) struct EncryptingStore {
     sensitive: Sensitivity,
     /// Where the newest serial seen of each history is kept (`<state dir>/seen/<stack>.json`).
     seen: PathBuf,
-    /// The header used for saves in this run.
-    header: Mutex<Option<EncryptionHeader>>,
+    /// The header used for saves in this run, with the lineage it belongs to.
+    header: Mutex<Option<(String, EncryptionHeader)>>,
 }
 
 impl EncryptingStore {
@@ -248,20 +379,24 @@ impl StateStore for EncryptingStore {
         let Some(mut state) = self.inner.load().await? else { return Ok(None) };
         let Some(header) = state.encryption.clone() else { return Ok(Some(state)) };
         let Some(encryption) = &self.encryption else {
+            let variable = if header.method == METHOD_KMS { KMS_KEY_ENV } else { PASSPHRASE_ENV };
             return Err(Error::state(format!(
-                "state of stack {:?} ({}) holds encrypted values: set {PASSPHRASE_ENV} to its passphrase",
+                "state of stack {:?} ({}) holds encrypted values: set {variable} (method {})",
                 state.stack,
-                self.inner.describe()
+                self.inner.describe(),
+                header.method
             )));
         };
-        if header.method != METHOD {
+        if header.method != encryption.method() {
             return Err(Error::state(format!(
-                "state of stack {:?} is encrypted with {:?}, which this paranix does not know",
-                state.stack, header.method
+                "state of stack {:?} is encrypted with {:?}, and {:?} is configured",
+                state.stack,
+                header.method,
+                encryption.method()
             )));
         }
         self.check_not_replayed(&state)?;
-        let cipher = XChaCha20Poly1305::new(&encryption.key(&header.salt)?.into());
+        let cipher = XChaCha20Poly1305::new(&encryption.key(&header, &state).await?.into());
         let snapshot = state.clone();
         each_value(&mut state, |address, name, _, value| {
             if is_encrypted(value) {
@@ -271,24 +406,21 @@ impl StateStore for EncryptingStore {
             Ok(())
         })?;
         self.record_seen(&state)?;
-        *self.header.lock().expect("header mutex") = Some(header);
+        *self.header.lock().expect("header mutex") = Some((state.lineage.clone(), header));
         Ok(Some(state))
     }
 
     async fn save(&self, state: &State) -> Result<()> {
         let Some(encryption) = &self.encryption else { return self.inner.save(state).await };
-        let header = self
-            .header
-            .lock()
-            .expect("header mutex")
-            .get_or_insert_with(|| {
-                state.encryption.clone().unwrap_or_else(|| EncryptionHeader {
-                    method: METHOD.to_owned(),
-                    salt: base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes()),
-                })
-            })
-            .clone();
-        let cipher = XChaCha20Poly1305::new(&encryption.key(&header.salt)?.into());
+        // One header per state history: reused for every save of this run, made once for a new history.
+        let cached = self.header.lock().expect("header mutex").clone();
+        let header = match (cached, &state.encryption) {
+            (Some((lineage, header)), _) if lineage == state.lineage => header,
+            (_, Some(header)) if header.method == encryption.method() => header.clone(),
+            _ => encryption.new_header(state).await?,
+        };
+        *self.header.lock().expect("header mutex") = Some((state.lineage.clone(), header.clone()));
+        let cipher = XChaCha20Poly1305::new(&encryption.key(&header, state).await?.into());
         let mut sealed = state.clone();
         sealed.encryption = Some(header);
         let sensitive = self.sensitive.clone();
