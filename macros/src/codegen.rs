@@ -21,15 +21,39 @@ pub(crate) fn generate(item: &syn::Item, host: &HostDef) -> TokenStream {
     if let Some((size, volume_type)) = &host.root_volume {
         steps.push(quote!(spec = spec.root_volume(#size, #volume_type);));
     }
+    // Options and tags first: option values may read any field (cloned), before the role fields move.
+    for (path, value) in &host.options {
+        let path = quote!(&[#(#path),*]);
+        steps.push(match value {
+            OptValue::Str(s) => quote!(spec = spec.option(#path, #s);),
+            OptValue::Int(n) => quote!(spec = spec.option(#path, #n);),
+            OptValue::Bool(b) => quote!(spec = spec.option(#path, #b);),
+            OptValue::Field(f) => quote!(spec = spec.option(#path, ::core::clone::Clone::clone(&self.#f));),
+            OptValue::Instance(output) => {
+                let variant = match *output {
+                    "public_ip" => quote!(PublicIp),
+                    "private_ip" => quote!(PrivateIp),
+                    "public_dns" => quote!(PublicDns),
+                    _ => quote!(Id),
+                };
+                quote!(spec = spec.option_from_instance(#path, #p::InstanceOutput::#variant);)
+            }
+        });
+    }
+    for (key, value) in &host.tags {
+        steps.push(quote!(spec = spec.tag(#key, #value);));
+    }
+    // Errors about a field's type point at the type; names still resolve at the call site (hygiene).
+    let at = |span: proc_macro2::Span| proc_macro2::Span::call_site().located_at(span);
     let wire = |field: &crate::model::RoleField, ty: TokenStream| {
         let f = &field.ident;
-        quote_spanned!(field.ty_span=> #p::wire::<#ty, _>(self.#f))
+        quote_spanned!(at(field.ty_span)=> #p::wire::<#ty, _>(self.#f))
     };
     let ami = wire(&host.ami, quote!(#p::ImageId));
     let key_name = wire(&host.key_name, quote!(#p::KeyName));
     steps.push(quote!(spec = spec.ami(#ami).key_name(#key_name);));
     let groups = &host.security_groups.ident;
-    let group = quote_spanned!(host.security_groups.ty_span=> #p::wire::<#p::SecurityGroupId, _>(group));
+    let group = quote_spanned!(at(host.security_groups.ty_span)=> #p::wire::<#p::SecurityGroupId, _>(group));
     steps.push(quote! {
         for group in self.#groups {
             spec = spec.security_group(#group);
@@ -52,27 +76,6 @@ pub(crate) fn generate(item: &syn::Item, host: &HostDef) -> TokenStream {
             Check::Http { port, path } => quote!(spec = spec.health_check(#p::HealthCheck::http(#port, #path));),
             Check::Command(argv) => quote!(spec = spec.health_check(#p::HealthCheck::command([#(#argv),*]));),
         });
-    }
-    for (path, value) in &host.options {
-        let path = quote!(&[#(#path),*]);
-        steps.push(match value {
-            OptValue::Str(s) => quote!(spec = spec.option(#path, #s);),
-            OptValue::Int(n) => quote!(spec = spec.option(#path, #n);),
-            OptValue::Bool(b) => quote!(spec = spec.option(#path, #b);),
-            OptValue::Field(f) => quote!(spec = spec.option(#path, self.#f);),
-            OptValue::Instance(output) => {
-                let variant = match *output {
-                    "public_ip" => quote!(PublicIp),
-                    "private_ip" => quote!(PrivateIp),
-                    "public_dns" => quote!(PublicDns),
-                    _ => quote!(Id),
-                };
-                quote!(spec = spec.option_from_instance(#path, #p::InstanceOutput::#variant);)
-            }
-        });
-    }
-    for (key, value) in &host.tags {
-        steps.push(quote!(spec = spec.tag(#key, #value);));
     }
 
     quote! {

@@ -154,7 +154,7 @@ pub struct HostSpec {
     ami: Option<Value<ImageId>>,
     key_name: Option<Value<KeyName>>,
     security_groups: Vec<Value<SecurityGroupId>>,
-    private_key: Option<Value<String>>,
+    private_key: Option<crate::value::Redacted<Value<String>>>,
     host_key: HostKeyPolicy,
     health_checks: Vec<HealthCheck>,
     health_deadline: Option<Duration>,
@@ -248,7 +248,7 @@ impl HostSpec {
     /// The SSH private key deploys log in with (sensitive: never shown, never logged), e.g. a generated key
     /// pair's `private_key()`. Without one, deploys use the SSH agent and `~/.ssh`.
     pub fn private_key(mut self, key: impl Into<Value<String>>) -> Self {
-        self.private_key = Some(key.into());
+        self.private_key = Some(crate::value::Redacted(key.into()));
         self
     }
 
@@ -478,7 +478,7 @@ impl Stack {
         if let Some(file) = &ssh.identity_file {
             deployment = deployment.identity_file(file);
         } else if let Some(key) = &spec.private_key {
-            deployment = deployment.private_key(key.clone());
+            deployment = deployment.private_key(key.0.clone());
         }
         for check in &spec.health_checks {
             let check = match check {

@@ -241,10 +241,8 @@ fn complete_from_plan(stack: &Stack, plan: &Plan) -> Stack {
 /// Without state encryption, a note naming the sensitive values this plan writes to the state in clear.
 fn clear_secrets_note(stack: &Stack, plan: &Plan) -> Option<String> {
     let mut secrets = Vec::new();
-    for change in &plan.changes {
-        if !matches!(change.action, Action::Create | Action::Update | Action::Replace) {
-            continue;
-        }
+    let written = |action: Action| matches!(action, Action::Create | Action::Update | Action::Replace);
+    for change in plan.changes.iter().filter(|c| written(c.action)) {
         let (Some(node), Some(after)) = (stack.node(&change.address), &change.after) else { continue };
         for (name, value) in after {
             if node.schema.is_sensitive(name) && *value != Attr::Null {
@@ -252,13 +250,17 @@ fn clear_secrets_note(stack: &Stack, plan: &Plan) -> Option<String> {
             }
         }
     }
+    for output in plan.outputs.iter().filter(|o| o.sensitive && written(o.action)) {
+        secrets.push(format!("output {}", output.name));
+    }
     (!secrets.is_empty()).then(|| {
         format!(
             "the state of stack {:?} will hold {} in clear (mode 0600, but unencrypted): set {} (16+ \
-             characters) to encrypt sensitive values in state",
+             characters) or {} to encrypt sensitive values in state",
             stack.name(),
             secrets.join(", "),
-            crate::state::encryption::PASSPHRASE_ENV
+            crate::state::encryption::PASSPHRASE_ENV,
+            crate::state::encryption::KMS_KEY_ENV
         )
     })
 }

@@ -177,6 +177,16 @@ impl From<bool> for Value<bool> {
     }
 }
 
+/// A value that must never be printed: `Debug` shows `<sensitive>` (a private key held by a builder).
+#[derive(Clone)]
+pub(crate) struct Redacted<T>(pub(crate) T);
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<sensitive>")
+    }
+}
+
 macro_rules! text_types {
     ($($(#[$doc:meta])* $name:ident;)*) => {$(
         $(#[$doc])*

@@ -227,12 +227,17 @@ async fn the_private_key_never_appears_in_events_or_errors() {
         .toplevel(system.clone())
         .health_check(HealthCheck::command(["false"]))
         .health_deadline(Duration::from_secs(1));
+    let debug = format!("{with_key:?} {:?}", paranix::host::HostSpec::new("h", "host.nix").private_key(key.clone()));
     let plan =
         ops::plan(&project(vec![with_key.clone()]), &d.ws, &PlanRequest::default(), &Silent).await.expect("plan");
     let err = d.up(&project(vec![with_key]), |_| {}).await.expect_err("fails its health check");
-    for (what, text) in
-        [("plan", plan.to_string()), ("plan json", plan.to_json()), ("events", d.notes()), ("error", err.to_string())]
-    {
+    for (what, text) in [
+        ("plan", plan.to_string()),
+        ("plan json", plan.to_json()),
+        ("events", d.notes()),
+        ("error", err.to_string()),
+        ("Debug output of the builders", debug),
+    ] {
         assert!(!text.contains(&marker), "the private key leaked into the {what}");
     }
 }

@@ -131,7 +131,7 @@ pub struct Deployment {
     port: i64,
     user: String,
     host_key: Option<HostKey>,
-    private_key: Option<Value<String>>,
+    private_key: Option<crate::value::Redacted<Value<String>>>,
     identity_file: Option<PathBuf>,
     toplevel: Option<Value<StorePath>>,
     action: String,
@@ -226,7 +226,7 @@ impl Deployment {
 
     /// The login's private key (sensitive; e.g. a generated key pair's `private_key()`).
     pub fn private_key(mut self, key: impl Into<Value<String>>) -> Self {
-        self.private_key = Some(key.into());
+        self.private_key = Some(crate::value::Redacted(key.into()));
         self
     }
 
@@ -301,7 +301,7 @@ impl Resource for Deployment {
             ),
             ("instance_id".into(), self.instance.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("port".into(), Attr::Int(self.port)),
-            ("ssh_private_key".into(), self.private_key.as_ref().map_or(Attr::Null, Value::to_attr)),
+            ("ssh_private_key".into(), self.private_key.as_ref().map_or(Attr::Null, |key| key.0.to_attr())),
             ("toplevel".into(), self.toplevel.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("user".into(), Attr::str(&self.user)),
         ])

@@ -159,7 +159,7 @@ impl StateEncryption {
                     .try_into()
                     .map_err(|_| Error::state(format!("KMS GenerateDataKey under {key_id} returned no 256-bit key")))?;
                 let encrypted = base64::engine::general_purpose::STANDARD.encode(blob.as_ref());
-                self.keys.lock().expect("keys mutex").insert(encrypted.clone(), key);
+                self.keys.lock().expect("keys mutex").insert(kms_cache_key(state, &encrypted), key);
                 Ok(EncryptionHeader {
                     method: METHOD_KMS.to_owned(),
                     salt: String::new(),
@@ -172,9 +172,11 @@ impl StateEncryption {
 
     /// The key of a state with `header`.
     async fn key(&self, header: &EncryptionHeader, state: &State) -> Result<[u8; 32]> {
+        let blob = header.encrypted_data_key.clone().unwrap_or_default();
         let cache_key = match &self.source {
             KeySource::Passphrase(_) => header.salt.clone(),
-            KeySource::Kms { .. } => header.encrypted_data_key.clone().unwrap_or_default(),
+            // A data key is valid for one stack and history only (its KMS encryption context): so is its cache entry.
+            KeySource::Kms { .. } => kms_cache_key(state, &blob),
         };
         if let Some(key) = self.keys.lock().expect("keys mutex").get(&cache_key) {
             return Ok(*key);
@@ -195,9 +197,11 @@ impl StateEncryption {
             }
             KeySource::Kms { key_id, aws } => {
                 let blob = base64::engine::general_purpose::STANDARD
-                    .decode(&cache_key)
+                    .decode(&blob)
                     .map_err(|_| Error::state("the state's encrypted data key is not base64"))?;
-                let wrapping = header.kms_key_id.as_deref().unwrap_or(key_id);
+                // Always the configured key, never one the state names: whoever can write the state must not
+                // choose the key its secrets are sealed under.
+                let wrapping = key_id.as_str();
                 let out = aws
                     .kms
                     .decrypt()
@@ -215,6 +219,11 @@ impl StateEncryption {
         self.keys.lock().expect("keys mutex").insert(cache_key, key);
         Ok(key)
     }
+}
+
+/// The cache entry of a KMS data key: the stack and history it was generated for, and the blob.
+fn kms_cache_key(state: &State, blob: &str) -> String {
+    format!("{}\0{}\0{blob}", state.stack, state.lineage)
 }
 
 /// The KMS encryption context of a state's data key: it decrypts for this stack and history only.
@@ -259,16 +268,12 @@ impl EncryptingStore {
         seen_dir: PathBuf,
         stack: &str,
     ) -> Self {
-        EncryptingStore {
-            inner,
-            encryption,
-            sensitive,
-            seen: seen_dir.join(format!("{stack}.json")),
-            header: Mutex::new(None),
-        }
+        let seen = seen_dir.join(format!("{stack}-{}.json", backend_tag(&inner.describe())));
+        EncryptingStore { inner, encryption, sensitive, seen, header: Mutex::new(None) }
     }
 
     fn check_not_replayed(&self, state: &State) -> Result<()> {
+        // (One record per stack and backend: the same stack name kept in two places are two histories.)
         let Ok(text) = std::fs::read_to_string(&self.seen) else { return Ok(()) };
         let Ok(seen) = serde_json::from_str::<Seen>(&text) else { return Ok(()) };
         if seen.lineage == state.lineage && state.serial < seen.serial {
@@ -294,6 +299,12 @@ impl EncryptingStore {
         super::write_private_file(&self.seen, text.as_bytes())
             .map_err(|e| Error::state(format!("cannot write {}: {e}", self.seen.display())))
     }
+}
+
+/// A short tag of a store's description, so each backend of a stack name has its own rollback record.
+fn backend_tag(describe: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(describe.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The newest serial of a history seen on this machine.
@@ -377,7 +388,29 @@ impl StateStore for EncryptingStore {
 
     async fn load(&self) -> Result<Option<State>> {
         let Some(mut state) = self.inner.load().await? else { return Ok(None) };
-        let Some(header) = state.encryption.clone() else { return Ok(Some(state)) };
+        let Some(header) = state.encryption.clone() else {
+            // Encrypted values without the header that says how: rewritten by an older paranix (which drops
+            // the header) or edited. Passing them on would hand ciphertext to providers as a key.
+            let mut encrypted = Vec::new();
+            each_value(&mut state.clone(), |address, name, _, value| {
+                if is_encrypted(value) {
+                    encrypted.push(format!("{address}.{name}"));
+                }
+                Ok(())
+            })?;
+            if !encrypted.is_empty() {
+                return Err(Error::state(format!(
+                    "state of stack {:?} holds encrypted values ({}) but no encryption header: it was rewritten by \
+                     an older paranix or edited; restore a version written by this one",
+                    state.stack,
+                    encrypted.join(", ")
+                )));
+            }
+            if self.encryption.is_some() {
+                self.check_not_replayed(&state)?;
+            }
+            return Ok(Some(state));
+        };
         let Some(encryption) = &self.encryption else {
             let variable = if header.method == METHOD_KMS { KMS_KEY_ENV } else { PASSPHRASE_ENV };
             return Err(Error::state(format!(
@@ -425,8 +458,14 @@ impl StateStore for EncryptingStore {
         sealed.encryption = Some(header);
         let sensitive = self.sensitive.clone();
         each_value(&mut sealed, |address, name, sensitive_output, value| {
+            if is_encrypted(value) {
+                // Only ever decrypted values reach a save; a ciphertext here could never be read back.
+                return Err(Error::state(format!(
+                    "refusing to save {address}.{name}: it holds a ciphertext this run did not decrypt"
+                )));
+            }
             let secret = sensitive_output || address.parse::<Address>().is_ok_and(|a| sensitive(&a, name));
-            if secret && value.is_known() && *value != Attr::Null && !is_encrypted(value) {
+            if secret && value.is_known() && *value != Attr::Null {
                 *value = encrypt(&cipher, &aad(state, address, name), value);
             }
             Ok(())
@@ -493,6 +532,22 @@ mod tests {
         assert!(missing.to_string().contains(PASSPHRASE_ENV), "{missing}");
         assert!(!format!("{wrong}{missing}").contains(MARKER));
         assert!(StateEncryption::passphrase("short").is_err());
+    }
+
+    #[tokio::test]
+    async fn encrypted_values_without_their_header_are_refused_not_passed_on() {
+        // What an older paranix (which drops the unknown `encryption` field) or an editor leaves behind.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let passphrase = Some("correct horse battery staple");
+        store(dir.path(), passphrase).save(&state_with_secret(1)).await.expect("save");
+        let mut state: serde_json::Value = serde_json::from_str(&file(dir.path())).expect("json");
+        state.as_object_mut().expect("object").remove("encryption");
+        std::fs::write(dir.path().join("web.json"), state.to_string()).expect("write");
+        for configured in [passphrase, None] {
+            let err = store(dir.path(), configured).load().await.expect_err("refused");
+            assert!(err.to_string().contains("no encryption header"), "{err}");
+            assert!(err.to_string().contains("aws_key_pair.deployer.private_key"), "{err}");
+        }
     }
 
     #[tokio::test]

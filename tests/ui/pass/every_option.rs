@@ -23,6 +23,8 @@ use paranix::prelude::*;
         services.api.listen = private_ip,
         paranix.services.printerfacts.domain = public_ip,
         services.api.release = self.release,
+        services.api.previousRelease = self.release,
+        services.api.image = self.ami,
     ),
     tags(Project = "api", "cost-centre" = "42"),
 )]
