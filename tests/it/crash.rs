@@ -3,27 +3,14 @@
 //! each object, matching the state.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use paranix_tests::moto::MotoServer;
 
 use crate::aws::{Cloud, Inventory, ours, sparse_image};
 
-/// The example binary `cargo test --workspace` builds next to the test binary.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples/printerfacts");
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests with `cargo test --workspace` (it builds the examples)",
-        path.display()
-    );
-    path
-}
-
 fn command(moto: &MotoServer, state: &std::path::Path, image: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new(example());
+    let mut c = Command::new(crate::support::example("printerfacts"));
     c.args(args)
         .env("AWS_ENDPOINT_URL", moto.endpoint())
         .env("AWS_REGION", "us-east-1")

@@ -6,7 +6,7 @@
 //! is `GET /fact` on it.
 
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +20,6 @@ use paranix_tests::rig::{BUILDER_NIX_OPTIONS, Rig, Target};
 
 use crate::aws::{Cloud, Inventory, ours, sparse_image};
 use crate::printerfacts_stacks::{self as stacks, ImageSource};
-
-/// A free loopback port for the service.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 /// `GET path` on the loopback port: status line and body.
 fn get(port: u16, path: &str) -> std::io::Result<String> {
@@ -80,7 +74,7 @@ async fn the_printerfacts_example_goes_up_on_moto_and_a_rig_target_and_a_changed
     let image = cloud.dir.path().join("nixos.raw");
     sparse_image(&image, 64 << 20, 8);
     let source = ImageSource::File(image);
-    let http_port = free_port();
+    let http_port = paranix_tests::free_port();
 
     // up: bootstrap, the image stacks and the host (instance, system, deployment).
     let project = stacks::project_adjusted(&source, on_target(&rig, &target, http_port, |h| h));

@@ -8,14 +8,6 @@ use std::process::{Command, Output, Stdio};
 
 use paranix_tests::rig::Rig;
 
-/// An example binary `cargo test --workspace` builds next to the test binary.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join(name);
-    assert!(path.exists(), "{} is not built: run the tests with `cargo test --workspace`", path.display());
-    path
-}
-
 /// Every file under `dir`, recursively, with its bytes.
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -47,7 +39,7 @@ fn a_deploy_key_set_in_configuration_appears_in_no_output_event_error_plan_or_st
     let (state, tmp, plan_file) = (work.path().join("state"), work.path().join("tmp"), work.path().join("plan.json"));
     std::fs::create_dir_all(&tmp).expect("tmp");
     let run = |args: &[&str], host_key: &str| -> Output {
-        Command::new(example("deploy"))
+        Command::new(crate::support::example("deploy"))
             .args(args)
             .env("DEPLOY_HOST", target.addr())
             .env("DEPLOY_PORT", target.port().to_string())

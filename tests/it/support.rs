@@ -61,3 +61,15 @@ impl Env {
 pub(crate) fn one(stack: Stack) -> Project {
     Project::new().stack(stack)
 }
+
+/// An example binary of the SDK, which `cargo test --workspace` builds next to the test binary.
+pub(crate) fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test --workspace` (it builds the examples)",
+        path.display()
+    );
+    path
+}

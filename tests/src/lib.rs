@@ -10,3 +10,12 @@ pub mod rig;
 
 /// A latency-injecting loopback proxy in front of the AWS emulator.
 pub mod proxy;
+
+/// A loopback port nobody listens on right now: bind port 0, read the port, close. (Another process may take
+/// it before the caller binds it; the servers here start within milliseconds.)
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("find a free loopback port")
+        .port()
+}

@@ -15,7 +15,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -71,7 +71,7 @@ impl MotoServer {
 
     /// Starts the process and waits for it; `Err` (with the process gone) if it did not come up.
     fn spawn(python: &Path, script: &Path, args: &[&str]) -> Result<Self, Self> {
-        let port = free_port();
+        let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("paranix-moto-{}-{port}", std::process::id()));
         fs::create_dir_all(&dir).expect("create the moto log directory");
         let log = File::create(dir.join("moto.log")).expect("create the moto log file");
@@ -229,12 +229,6 @@ impl Drop for MotoServer {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// A port nobody listens on right now: bind port 0, read the port, close.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address of the probe socket").port()
 }
 
 /// `s` as a JSON string literal.

@@ -42,7 +42,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
@@ -264,7 +264,7 @@ impl Rig {
         };
         // Another process may take the free port before sshd binds it: then try another one.
         for attempt in 1..=5 {
-            target.port = free_port();
+            target.port = crate::free_port();
             target.write_sshd_config();
             target.write_known_hosts();
             let child = target.spawn(
@@ -728,14 +728,6 @@ fn check_output(output: &Output, what: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("find a free loopback port")
-        .port()
 }
 
 fn read_link(path: &Path) -> Option<String> {

@@ -315,9 +315,13 @@ struct Seen {
 }
 
 /// The associated data binding a value to its place.
-fn aad(state: &State, address: &str, attribute: &str) -> Vec<u8> {
-    format!("paranix-state/v1\0{}\0{}\0{}\0{address}\0{attribute}", state.stack, state.lineage, state.serial)
-        .into_bytes()
+fn aad(binding: &str, address: &str, attribute: &str) -> Vec<u8> {
+    format!("{binding}\0{address}\0{attribute}").into_bytes()
+}
+
+/// The part of every value's associated data that binds it to its state: stack, lineage and serial.
+fn binding(state: &State) -> String {
+    format!("paranix-state/v1\0{}\0{}\0{}", state.stack, state.lineage, state.serial)
 }
 
 fn encrypt(cipher: &XChaCha20Poly1305, aad: &[u8], value: &Attr) -> Attr {
@@ -392,7 +396,7 @@ impl StateStore for EncryptingStore {
             // Encrypted values without the header that says how: rewritten by an older paranix (which drops
             // the header) or edited. Passing them on would hand ciphertext to providers as a key.
             let mut encrypted = Vec::new();
-            each_value(&mut state.clone(), |address, name, _, value| {
+            each_value(&mut state, |address, name, _, value| {
                 if is_encrypted(value) {
                     encrypted.push(format!("{address}.{name}"));
                 }
@@ -430,11 +434,11 @@ impl StateStore for EncryptingStore {
         }
         self.check_not_replayed(&state)?;
         let cipher = XChaCha20Poly1305::new(&encryption.key(&header, &state).await?.into());
-        let snapshot = state.clone();
+        let binding = binding(&state);
         each_value(&mut state, |address, name, _, value| {
             if is_encrypted(value) {
                 let text = value.as_str().unwrap_or_default().to_owned();
-                *value = decrypt(&cipher, &aad(&snapshot, address, name), &text, &format!("{address}.{name}"))?;
+                *value = decrypt(&cipher, &aad(&binding, address, name), &text, &format!("{address}.{name}"))?;
             }
             Ok(())
         })?;
@@ -457,6 +461,7 @@ impl StateStore for EncryptingStore {
         let mut sealed = state.clone();
         sealed.encryption = Some(header);
         let sensitive = self.sensitive.clone();
+        let binding = binding(state);
         each_value(&mut sealed, |address, name, sensitive_output, value| {
             if is_encrypted(value) {
                 // Only ever decrypted values reach a save; a ciphertext here could never be read back.
@@ -466,7 +471,7 @@ impl StateStore for EncryptingStore {
             }
             let secret = sensitive_output || address.parse::<Address>().is_ok_and(|a| sensitive(&a, name));
             if secret && value.is_known() && *value != Attr::Null {
-                *value = encrypt(&cipher, &aad(state, address, name), value);
+                *value = encrypt(&cipher, &aad(&binding, address, name), value);
             }
             Ok(())
         })?;
