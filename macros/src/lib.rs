@@ -11,9 +11,9 @@ use proc_macro::TokenStream;
 
 mod args;
 mod catalog {
-    //! The EC2 instance type and root volume table shared with the SDK (one file, two crates).
+    //! The input limits shared with the SDK (one file, two crates): names, tags, instance types, volumes.
     #![allow(dead_code, unreachable_pub, reason = "shared with the SDK, which uses every item")]
-    include!("../../sdk/src/aws/ec2/catalog.rs");
+    include!("../../sdk/src/aws/catalog.rs");
 }
 mod codegen;
 mod model;

@@ -623,24 +623,20 @@ fn check_tags(content: &proc_macro2::TokenStream, errors: &mut Errors) -> Vec<(S
         let value = spec.value.value();
         if key == "Name" {
             errors.push(spec.key_span, "the tag `Name` is the host's name, set by #[host]; use `name = \"...\"`");
-        } else if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
-            errors.push(
-                spec.key_span,
-                format!("the tag key {key:?} must have 1 to 128 characters and not start with `aws:`"),
-            );
-        } else if value.len() > 256 {
-            errors.push(spec.value.span(), format!("the value of tag {key:?} is longer than 256 characters"));
+        } else if let Err(message) = catalog::check_tag(key, &value) {
+            errors.push(spec.key_span, message);
         } else if tags.iter().any(|(k, _)| k == key) {
             errors.push(spec.key_span, format!("the tag {key:?} is set twice"));
         } else {
             tags.push((key.clone(), value));
         }
     }
-    // EC2 allows 50 tags; `Name` and paranix's own two are added to every host instance.
-    if tags.len() > 47 {
+    // `Name` is added to every host instance, besides paranix's own two.
+    let most = catalog::MAX_USER_TAGS - 1;
+    if tags.len() > most {
         errors.push(
             Span::call_site(),
-            format!("{} tags: an instance takes at most 47 besides Name and paranix's own", tags.len()),
+            format!("{} tags: an instance takes at most {most} besides Name and paranix's own", tags.len()),
         );
     }
     tags

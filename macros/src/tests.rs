@@ -100,3 +100,17 @@ fn graviton_types_build_aarch64_systems() {
     let out = crate::expand(args, item, &env()).to_string();
     assert!(out.contains("\"aarch64-linux\""), "{out}");
 }
+
+#[test]
+fn tags_and_names_follow_the_sdk_rules() {
+    // The same checks as the SDK's run-time validation (one shared file), at compile time.
+    let messages = errors(quote! {
+        instance_type = "t3.micro",
+        configuration = "examples/printerfacts/host.nix",
+        name = "9lives",
+        tags("paranix:stack" = "x", "AWS:owner" = "y"),
+    });
+    assert!(messages.contains("must start with a letter or `_`"), "{messages}");
+    assert!(messages.contains(r#"tag key "paranix:stack" uses a reserved prefix"#), "{messages}");
+    assert!(messages.contains(r#"tag key "AWS:owner" uses a reserved prefix"#), "{messages}");
+}

@@ -55,18 +55,7 @@ impl Address {
 
     /// Checks the logical name: letters, digits, `_` and `-`, starting with a letter or `_`.
     pub(crate) fn validate_name(name: &str) -> Result<(), String> {
-        let mut chars = name.chars();
-        match chars.next() {
-            None => return Err("the name is empty".into()),
-            Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
-                return Err(format!("the name {name:?} must start with a letter or `_`"));
-            }
-            _ => {}
-        }
-        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
-            return Err(format!("the name {name:?} contains {c:?}; use letters, digits, `_` and `-`"));
-        }
-        Ok(())
+        crate::aws::catalog::check_name(name)
     }
 }
 

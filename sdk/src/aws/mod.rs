@@ -60,6 +60,9 @@ macro_rules! lifecycle_methods {
 }
 pub(crate) use lifecycle_methods;
 
+/// Input limits shared with `paranix-macros` (see the file's header).
+#[allow(unreachable_pub, reason = "the file is shared with the macro crate; the SDK re-exports what it publishes")]
+pub(crate) mod catalog;
 pub mod context;
 pub mod limit;
 

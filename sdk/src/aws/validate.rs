@@ -61,24 +61,14 @@ pub(crate) fn cidr_v6(cidr: &str) -> Result<(), String> {
 /// AWS tag limits: at most 50 tags, keys 1 to 128 characters, values up to 256, `aws:` and `paranix:`
 /// reserved.
 pub(crate) fn tags(tags: &BTreeMap<String, String>) -> Result<(), String> {
-    if tags.len() > 48 {
+    use super::catalog::{MAX_USER_TAGS, check_tag};
+    if tags.len() > MAX_USER_TAGS {
         return Err(format!(
-            "{} tags given; paranix adds `paranix:stack` and `paranix:address`, so at most 48",
+            "{} tags given; paranix adds `paranix:stack` and `paranix:address`, so at most {MAX_USER_TAGS}",
             tags.len()
         ));
     }
-    for (k, v) in tags {
-        if k.is_empty() || k.chars().count() > 128 {
-            return Err(format!("tag key {k:?} must be 1 to 128 characters"));
-        }
-        if v.chars().count() > 256 {
-            return Err(format!("the value of tag {k:?} is longer than 256 characters"));
-        }
-        if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("paranix:") {
-            return Err(format!("tag key {k:?} uses a reserved prefix (`aws:`, `paranix:`)"));
-        }
-    }
-    Ok(())
+    tags.iter().try_for_each(|(k, v)| check_tag(k, v))
 }
 
 /// An ARN (`arn:partition:service:region:account:resource`) or `*`, possibly with wildcards in the resource.

@@ -810,11 +810,7 @@ pub fn canonical_rules(rules: &Attr) -> Attr {
 // ---------------------------------------------------------------------------------------------------------
 // Instance
 
-mod catalog {
-    include!("catalog.rs");
-}
-
-pub use catalog::{
+pub use crate::aws::catalog::{
     INSTANCE_FAMILIES, INSTANCE_SIZES, ROOT_VOLUME_TYPES, check_instance_type, check_root_volume, instance_nix_system,
 };
 

@@ -1,6 +1,41 @@
-// What paranix knows about EC2 instance types and root volumes: one table, read by the SDK's run-time
-// validation (`paranix::ec2`) and by the `#[host]` attribute's compile-time checks (`paranix-macros`
-// includes this file with `include!`, as a proc-macro crate cannot depend on the SDK). Plain `std` only.
+// The limits paranix checks input against: resource names, AWS tags, EC2 instance types and root volumes.
+// One file, read by the SDK's run-time validation and by the `#[host]` attribute's compile-time checks
+// (`paranix-macros` includes it with `include!`, as a proc-macro crate cannot depend on the SDK), so both
+// say the same thing. Plain `std` only.
+
+/// Checks a logical resource name: letters, digits, `_` and `-`, starting with a letter or `_`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err("the name is empty".into()),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            return Err(format!("the name {name:?} must start with a letter or `_`"));
+        }
+        _ => {}
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(format!("the name {name:?} contains {c:?}; use letters, digits, `_` and `-`"));
+    }
+    Ok(())
+}
+
+/// Tags a resource may carry besides paranix's own two (`paranix:stack`, `paranix:address`): AWS allows 50.
+pub const MAX_USER_TAGS: usize = 48;
+
+/// Checks one tag against AWS's limits (keys 1 to 128 characters, values up to 256) and the reserved
+/// prefixes (`aws:`, `paranix:`).
+pub fn check_tag(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() || key.chars().count() > 128 {
+        return Err(format!("tag key {key:?} must be 1 to 128 characters"));
+    }
+    if value.chars().count() > 256 {
+        return Err(format!("the value of tag {key:?} is longer than 256 characters"));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") || key.starts_with("paranix:") {
+        return Err(format!("tag key {key:?} uses a reserved prefix (`aws:`, `paranix:`)"));
+    }
+    Ok(())
+}
 
 /// Instance type families paranix knows (current generations). Sizes are checked against [`INSTANCE_SIZES`].
 pub const INSTANCE_FAMILIES: [&str; 40] = [
