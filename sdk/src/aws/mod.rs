@@ -14,6 +14,55 @@ use std::collections::BTreeMap;
 
 use crate::attr::Attr;
 
+/// The file an upload reads (an S3 object, an EBS snapshot): a local file, identified now from its metadata,
+/// or a file another resource produces, identified by that resource (a Nix image by its store hash).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FileSource {
+    path: Option<crate::value::Value<String>>,
+    identity: Option<crate::value::Value<crate::value::Digest>>,
+    /// A local file that could not be read when declared: reported by `validate`.
+    error: Option<String>,
+}
+
+impl FileSource {
+    /// A local file; its identity (size, modification time) is read from its metadata now.
+    pub(crate) fn file(path: impl Into<std::path::PathBuf>) -> Self {
+        let path = path.into();
+        let (identity, error) = match file_identity(&path) {
+            Ok(identity) => (Some(crate::value::Value::Known(identity)), None),
+            Err(e) => (None, Some(e)),
+        };
+        FileSource { path: Some(crate::value::Value::Known(path.display().to_string())), identity, error }
+    }
+
+    /// A file another resource produces, identified by `identity`.
+    pub(crate) fn output(
+        path: impl Into<crate::value::Value<String>>,
+        identity: impl Into<crate::value::Value<crate::value::Digest>>,
+    ) -> Self {
+        FileSource { path: Some(path.into()), identity: Some(identity.into()), error: None }
+    }
+
+    /// The `source` and `source_identity` inputs.
+    pub(crate) fn inputs(&self) -> [(String, Attr); 2] {
+        use crate::value::Value;
+        [
+            ("source".into(), self.path.as_ref().map_or(Attr::Null, Value::to_attr)),
+            ("source_identity".into(), self.identity.as_ref().map_or(Attr::Null, Value::to_attr)),
+        ]
+    }
+
+    /// Reports a missing or unreadable source under the field `source`.
+    pub(crate) fn validate(&self, v: &mut crate::resource::Validator<'_>) {
+        if self.path.is_none() {
+            v.error("source", "required: set `source_file(path)` or `source_output(path, identity)`");
+        }
+        if let Some(e) = &self.error {
+            v.error("source", e.clone());
+        }
+    }
+}
+
 /// A local file's content identity, from its metadata only (size and modification time): cheap at plan time
 /// even for a multi-GiB image, and changed by any rewrite of the file.
 pub(crate) fn file_identity(path: &std::path::Path) -> Result<crate::value::Digest, String> {

@@ -15,13 +15,11 @@ use crate::value::{Digest, Output, SnapshotId, Value};
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     name: String,
-    source: Option<Value<String>>,
-    identity: Option<Value<Digest>>,
+    source: crate::aws::FileSource,
     volume_size_gib: Option<i64>,
     description: Option<String>,
     tags: BTreeMap<String, String>,
     lifecycle: Lifecycle,
-    source_error: Option<String>,
 }
 
 static SNAPSHOT_FIELDS: [Field; 5] = [
@@ -51,31 +49,23 @@ impl Snapshot {
     pub fn new(name: impl Into<String>) -> Self {
         Snapshot {
             name: name.into(),
-            source: None,
-            identity: None,
+            source: crate::aws::FileSource::default(),
             volume_size_gib: None,
             description: None,
             tags: BTreeMap::new(),
             lifecycle: Lifecycle::default(),
-            source_error: None,
         }
     }
 
     /// Uploads this raw image file; its identity (size, modification time) is read from metadata now.
     pub fn source_file(mut self, path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
-        match crate::aws::file_identity(&path) {
-            Ok(identity) => self.identity = Some(Value::Known(identity)),
-            Err(e) => self.source_error = Some(e),
-        }
-        self.source = Some(Value::Known(path.display().to_string()));
+        self.source = crate::aws::FileSource::file(path);
         self
     }
 
     /// Uploads a raw image another resource builds (a `NixosImage`), identified by `identity` (store path).
     pub fn source_output(mut self, path: impl Into<Value<String>>, identity: impl Into<Value<Digest>>) -> Self {
-        self.source = Some(path.into());
-        self.identity = Some(identity.into());
+        self.source = crate::aws::FileSource::output(path, identity);
         self
     }
 
@@ -104,22 +94,17 @@ impl Resource for Snapshot {
     }
 
     fn inputs(&self) -> Attrs {
-        Attrs::from([
+        let mut inputs = Attrs::from([
             ("description".into(), self.description.clone().map_or(Attr::Null, Attr::Str)),
-            ("source".into(), self.source.as_ref().map_or(Attr::Null, Value::to_attr)),
-            ("source_identity".into(), self.identity.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("tags".into(), tags_attr(&self.tags)),
             ("volume_size_gib".into(), self.volume_size_gib.map_or(Attr::Null, Attr::Int)),
-        ])
+        ]);
+        inputs.extend(self.source.inputs());
+        inputs
     }
 
     fn validate(&self, v: &mut Validator<'_>) {
-        if self.source.is_none() {
-            v.error("source", "required: set `source_file(path)` or `source_output(path, identity)`");
-        }
-        if let Some(e) = &self.source_error {
-            v.error("source", e.clone());
-        }
+        self.source.validate(v);
         if let Some(size) = self.volume_size_gib
             && !(1..=65_536).contains(&size)
         {

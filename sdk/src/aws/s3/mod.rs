@@ -188,12 +188,10 @@ pub struct Object {
     name: String,
     bucket: Option<Value<BucketName>>,
     key: Option<Value<ObjectKey>>,
-    source: Option<Value<String>>,
-    identity: Option<Value<Digest>>,
+    source: crate::aws::FileSource,
     content_type: Option<String>,
     tags: BTreeMap<String, String>,
     lifecycle: Lifecycle,
-    source_error: Option<String>,
 }
 
 static OBJECT_FIELDS: [Field; 6] = [
@@ -226,12 +224,10 @@ impl Object {
             name: name.into(),
             bucket: None,
             key: None,
-            source: None,
-            identity: None,
+            source: crate::aws::FileSource::default(),
             content_type: None,
             tags: BTreeMap::new(),
             lifecycle: Lifecycle::default(),
-            source_error: None,
         }
     }
 
@@ -249,20 +245,14 @@ impl Object {
 
     /// Uploads this local file. Its identity (size and modification time) is taken from its metadata now.
     pub fn source_file(mut self, path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
-        match crate::aws::file_identity(&path) {
-            Ok(identity) => self.identity = Some(Value::Known(identity)),
-            Err(e) => self.source_error = Some(e),
-        }
-        self.source = Some(Value::Known(path.display().to_string()));
+        self.source = crate::aws::FileSource::file(path);
         self
     }
 
     /// Uploads a file another resource produces (a Nix-built image), identified by `identity` (its store path
     /// or hash), so an unchanged file costs nothing at plan time.
     pub fn source_output(mut self, path: impl Into<Value<String>>, identity: impl Into<Value<Digest>>) -> Self {
-        self.source = Some(path.into());
-        self.identity = Some(identity.into());
+        self.source = crate::aws::FileSource::output(path, identity);
         self
     }
 
@@ -285,15 +275,14 @@ impl Resource for Object {
     }
 
     fn inputs(&self) -> Attrs {
-        let opt = |v: &Option<Value<_>>| v.as_ref().map_or(Attr::Null, Value::to_attr);
-        Attrs::from([
+        let mut inputs = Attrs::from([
             ("bucket".into(), self.bucket.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("content_type".into(), self.content_type.clone().map_or(Attr::Null, Attr::Str)),
             ("key".into(), self.key.as_ref().map_or(Attr::Null, Value::to_attr)),
-            ("source".into(), opt(&self.source)),
-            ("source_identity".into(), self.identity.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("tags".into(), tags_attr(&self.tags)),
-        ])
+        ]);
+        inputs.extend(self.source.inputs());
+        inputs
     }
 
     fn validate(&self, v: &mut Validator<'_>) {
@@ -307,12 +296,7 @@ impl Resource for Object {
             }
             _ => {}
         }
-        if self.source.is_none() {
-            v.error("source", "required: set `source_file(path)` or `source_output(path, identity)`");
-        }
-        if let Some(e) = &self.source_error {
-            v.error("source", e.clone());
-        }
+        self.source.validate(v);
         v.check("tags", validate::tags(&self.tags));
     }
 
