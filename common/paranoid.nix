@@ -34,17 +34,37 @@ let
   cfg = config.paranix.paranoid;
   inherit (lib) mkOption mkEnableOption types;
 
-  sources = import ../nix/sources.nix;
-
   # Where persisted state lives: on the partition, inside the /nix bind mount.
   persist = "/nix/persist";
 
   hostKey = "${persist}/etc/ssh/ssh_host_ed25519_key";
 
   disk = cfg.disk;
+
+  # State kept across reboots (impermanence's bind mounts from /nix/persist).
+  persistedDirectories = [
+    "/etc/nixos"
+    "/srv"
+    "/var/lib"
+    "/var/log"
+    # Inside /var/lib already. Listed on its own because it holds the uid/gid allocations, which must never
+    # be lost: it stays persisted if /var/lib is ever narrowed to a few service directories.
+    "/var/lib/nixos"
+  ];
+
+  # Where `noexec` puts noexec,nosuid,nodev besides the tmpfs root: every path under which persisted files can
+  # be reached.
+  noexecMounts =
+    persistedDirectories
+    ++ [
+      persist
+      disk.mountPoint
+    ]
+    ++ lib.optional disk.bindBoot "/boot";
 in
 {
-  imports = [ "${sources.impermanence}/nixos.nix" ];
+  # `environment.persistence` comes from impermanence, which the evaluation imports next to nixpkgs' modules
+  # from the same pinned sources (nix/eval.nix, nix/tests/paranoid.nix), so a caller's `sources` changes both.
 
   options.paranix.paranoid = {
     enable = mkEnableOption "a tmpfs root filesystem that keeps only declared state across reboots";
@@ -53,8 +73,14 @@ in
       type = types.bool;
       default = false;
       description = ''
-        Mount the tmpfs root `noexec,nosuid,nodev`: nothing written at run time outside the persisted
-        directories can be executed (programs run from /nix/store, setuid wrappers from /run/wrappers).
+        Mount every place written at run time that paranix controls `noexec,nosuid,nodev`: the tmpfs root (and
+        with it /tmp, /var/tmp, /root, /home), the persisted directories (/var/lib, /var/log, /srv, /etc/nixos,
+        /var/lib/nixos), /nix/persist, the partition at `disk.mountPoint`, the /boot bind mount, and /dev/shm.
+        Programs run from /nix/store, setuid wrappers from /run/wrappers (its own mount).
+
+        What stays executable, by nixpkgs' and systemd's choice: /nix/store (read-only to everyone but the Nix
+        daemon), /run (nixpkgs mounts it `nosuid,nodev` as systemd does; only root writes there) and the
+        per-user /run/user/<uid> tmpfs that systemd-logind mounts for a logged-in user.
       '';
     };
 
@@ -154,28 +180,51 @@ in
 
       environment.persistence.${persist} = {
         hideMounts = true;
-        directories = [
-          "/etc/nixos"
-          "/srv"
-          "/var/lib"
-          "/var/log"
-          # Inside /var/lib already. Listed on its own because it holds the uid/gid allocations, which must never
-          # be lost: it stays persisted if /var/lib is ever narrowed to a few service directories.
-          "/var/lib/nixos"
-        ];
+        directories = persistedDirectories;
         files = [ "/etc/machine-id" ];
       };
 
+      # The seed mounted its persisted directories noexec,nosuid,nodev. impermanence (7b1d382) bind-mounts them
+      # through systemd mount units with `bind` and no other option (it has no per-directory mount options), so
+      # paranix remounts them once they are up, before local-fs.target and so before any service writes there.
+      # /nix/persist itself (the same files under another path) is bound onto itself first, and the partition
+      # at /disk (the same files once more) is remounted too; /nix, the bind of its nix/ directory, keeps exec.
+      systemd.services.paranix-noexec-mounts = lib.mkIf cfg.noexec {
+        description = "Mount the persisted directories noexec,nosuid,nodev";
+        wantedBy = [ "local-fs.target" ];
+        before = [ "local-fs.target" ];
+        unitConfig = {
+          DefaultDependencies = false;
+          RequiresMountsFor = noexecMounts;
+        };
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+        };
+        path = [ pkgs.util-linux ];
+        scriptArgs = lib.escapeShellArgs noexecMounts;
+        script = ''
+          if ! mountpoint -q ${persist}; then
+            mount --bind ${persist} ${persist}
+          fi
+          for target in "$@"; do
+            mount -o remount,bind,noexec,nosuid,nodev "$target"
+          done
+        '';
+      };
+      # nixpkgs mounts /dev/shm nosuid,nodev (as systemd's mount-setup does); any user can write there.
+      boot.specialFileSystems."/dev/shm".options = lib.mkIf cfg.noexec [ "noexec" ];
+
       # sshd generates the host key on first boot straight into persistent storage, so the key (and the
-      # fingerprint pinned from the EC2 console) survives reboots. The public half is also linked at its usual
-      # place, where tools such as the EC2 console printer look for host keys.
+      # fingerprint pinned from the EC2 console) survives reboots. No copy or link of it lives in /etc/ssh:
+      # apply-ec2-data writes host keys from user data to /etc/ssh and would overwrite a linked public key; the
+      # console printer of common/default.nix reads the key from here.
       services.openssh.hostKeys = [
         {
           path = hostKey;
           type = "ed25519";
         }
       ];
-      environment.etc."ssh/ssh_host_ed25519_key.pub".source = "${hostKey}.pub";
 
       # See "Known limit" at the top of this file.
       boot.loader.grub.extraInstallCommands = lib.mkIf disk.bindBoot ''

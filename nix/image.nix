@@ -3,6 +3,9 @@
 #   nix-build nix/image.nix                        # raw image, for the EBS direct API (the default upload path)
 #   nix-build nix/image.nix --argstr format vpc    # VHD, for S3 + ImportSnapshot
 #
+# The image is the bootstrap system (nix/README.md, "Bootstrap"): it is evaluated from its configuration alone,
+# never with PARANIX_VALUES.
+#
 # Output (a directory, like nixpkgs' amazon image):
 #
 #   result/nixos.img | nixos.vhd          the disk
@@ -26,7 +29,11 @@
   system ? builtins.currentSystem,
 }:
 let
-  eval = import ./eval.nix { inherit configuration sources system; };
+  # The image is the bootstrap system: root logs in with the EC2 launch key until the first deploy.
+  eval = import ./eval.nix {
+    inherit configuration sources system;
+    image = true;
+  };
   inherit (eval) config pkgs;
   inherit (pkgs) lib;
 
@@ -54,12 +61,17 @@ import "${sources.nixpkgs}/nixos/lib/make-disk-image.nix" {
   label = config.paranix.paranoid.disk.label;
   fsType = "ext4";
   partitionTableType = if uefi then "efi" else "legacy+gpt";
+  # UEFI: GRUB copies every generation's kernel and initrd onto the ESP (/boot is another filesystem than the
+  # store), about 90 MiB per aarch64 generation, so make-disk-image's default 256M ESP fills after two
+  # deploys. 1G holds common/default.nix's boot entry limit for UEFI (5) with room to spare.
+  bootSize = if uefi then "1G" else "256M";
   # As small as the closure allows plus room for a few deploys; the partition grows to the EBS volume at boot.
   diskSize = "auto";
   additionalSpace = "1024M";
   copyChannel = false;
 
   postVM = ''
+    mkdir -p "$out/nix-support"
     logical_bytes="$(${pkgs.qemu-utils}/bin/qemu-img info --output json "$diskImage" | ${pkgs.jq}/bin/jq '."virtual-size"')"
     ${pkgs.jq}/bin/jq -n \
       --arg label ${lib.escapeShellArg config.system.nixos.label} \

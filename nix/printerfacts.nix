@@ -7,7 +7,7 @@
 # loads the workspace (checked with cargo 1.95; explicit target paths such as the sdk's examples are not read
 # until those targets are built).
 #
-# The source filter therefore takes only: Cargo.toml, Cargo.lock, the printerfacts crate (manifest, src,
+# The source filter (below) therefore takes only: Cargo.toml, Cargo.lock, the printerfacts crate (manifest, src,
 # tests), and the other members' manifests. Editing the SDK or the examples does not change this derivation, so
 # the host's system, and its image, are not rebuilt for it. (Changing a dependency of another member does: it
 # changes Cargo.lock, which every member shares.)
@@ -19,29 +19,39 @@
   rustPlatform,
 }:
 let
-  fs = lib.fileset;
   workspace = lib.importTOML ../Cargo.toml;
   crate = "common/services/printerfacts";
   otherMembers = lib.remove crate workspace.workspace.members;
-  # A file of the repository, by its path relative to the root.
-  repo = relative: ../. + "/${relative}";
+  root = toString ../.;
+
+  # Repository-relative paths taken whole (with everything under them), and the directories leading to them.
+  # A `builtins.path` filter rather than `lib.fileset`: the fileset library needs `builtins.readFileType`
+  # (Nix 2.14+) since nixpkgs lib dropped its fallback in 2025, and this file must evaluate on older Nix too
+  # (Debian 12's 2.8, where paranix's tests run).
+  wanted = [
+    "Cargo.toml"
+    "Cargo.lock"
+    "${crate}/Cargo.toml"
+    "${crate}/src"
+    "${crate}/tests"
+  ]
+  ++ map (member: "${member}/Cargo.toml") otherMembers;
+  relative = path: lib.removePrefix "${root}/" (toString path);
+  keep =
+    path: _type:
+    let
+      rel = relative path;
+    in
+    lib.any (w: rel == w || lib.hasPrefix "${w}/" rel || lib.hasPrefix "${rel}/" w) wanted;
 in
 rustPlatform.buildRustPackage {
   pname = "printerfacts";
   inherit (workspace.workspace.package) version;
 
-  src = fs.toSource {
-    root = ../.;
-    fileset = fs.unions (
-      [
-        ../Cargo.toml
-        ../Cargo.lock
-        (repo "${crate}/Cargo.toml")
-        (repo "${crate}/src")
-        (repo "${crate}/tests")
-      ]
-      ++ map (member: repo "${member}/Cargo.toml") otherMembers
-    );
+  src = builtins.path {
+    name = "printerfacts-source";
+    path = ../.;
+    filter = keep;
   };
 
   cargoLock.lockFile = ../Cargo.lock;

@@ -1,60 +1,28 @@
 # The printerfacts host: the NixOS half of the reference workflow (`cargo run --example printerfacts`).
 #
-# Values the Rust program knows (the domain, the generated deploy key, staff accounts) reach this file as a
-# JSON file named by the PARANIX_VALUES environment variable at evaluation time:
-#
-#   PARANIX_VALUES=/path/to/values.json nix-build nix/image.nix
-#
-#   {
-#     "hostname":   "printerfacts",                          (default "printerfacts")
-#     "domain":     "printerfacts.example.com",              (default "printerfacts.example.invalid")
-#     "acme_email": "ops@example.com",                       (set: Let's Encrypt + HTTPS; absent or null: HTTP only)
-#     "root_keys":  [ "ssh-ed25519 AAAA... deploy@paranix" ],
-#     "users":      { "alice": { "groups": [ "wheel" ], "keys": [ "ssh-ed25519 AAAA... alice" ] } }
-#   }
-#
-# Every key is optional. Without PARANIX_VALUES the defaults below apply, and with no key at all nobody can log
-# in: fine for building and testing the image, useless for a host you mean to deploy to. The variable is read
-# with builtins.getEnv, so this works with nix-build / nix-instantiate (impure evaluation), not in pure flakes.
+# Everything the Rust program knows reaches this configuration as NixOS options set from Rust (`#[host(nixos(
+# ...))]` in stacks.rs, plus what paranix sets on every host: `paranix.rootKeys`, the deploy key pair's public
+# half, and `paranix.host.memoryMiB`), as data in the JSON file PARANIX_VALUES names. Evaluated without them
+# (`nix-build nix/host.nix` by hand), root has no key and NixOS refuses the system: nobody could log in.
 { lib, ... }:
-let
-  valuesFile = builtins.getEnv "PARANIX_VALUES";
-  values = if valuesFile == "" then { } else builtins.fromJSON (builtins.readFile valuesFile);
-  value = name: default: if (values.${name} or null) == null then default else values.${name};
-
-  acmeEmail = value "acme_email" null;
-  rootKeys = value "root_keys" [ ];
-  users = lib.mapAttrs (_: user: {
-    groups = user.groups or [ ];
-    keys = user.keys or [ ];
-  }) (value "users" { });
-  anyKey = rootKeys != [ ] || lib.any (user: user.keys != [ ]) (lib.attrValues users);
-in
 {
   imports = [ ../../common ];
 
-  networking.hostName = value "hostname" "printerfacts";
+  # Above amazon-image's `mkDefault ""` (which would take the name from the metadata service), below a plain
+  # setting from Rust (`nixos(networking.hostName = ...)`).
+  networking.hostName = lib.mkOverride 900 "printerfacts";
 
   paranix = {
-    inherit rootKeys users;
     paranoid = {
       enable = true;
       noexec = true;
     };
     services.printerfacts = {
       enable = true;
-      # The #[host] in stacks.rs sets the domain (the instance's address) as a NixOS option; a "domain" value
-      # or this default apply when nothing does.
-      domain = lib.mkDefault (value "domain" "printerfacts.example.invalid");
-      acme = {
-        enable = acmeEmail != null;
-        email = acmeEmail;
-      };
+      # The #[host] in stacks.rs sets the domain to the instance's public address; this applies otherwise.
+      domain = lib.mkDefault "printerfacts.example.invalid";
     };
   };
-
-  # NixOS refuses, on purpose, a system nobody can log in to; a keyless build is only for evaluation and tests.
-  users.allowNoPasswordLogin = lib.mkDefault (!anyKey);
 
   system.stateVersion = "26.05";
 }

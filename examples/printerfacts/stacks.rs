@@ -133,7 +133,7 @@ pub(crate) struct Printerfacts {
     pub(crate) key_name: Output<KeyName>,
     /// The key pair's private key, for deploys (sensitive).
     pub(crate) private_key: Output<String>,
-    /// SSH, HTTP and HTTPS in.
+    /// SSH, HTTP and ICMP in (the seed's rules).
     pub(crate) security_groups: Vec<Output<SecurityGroupId>>,
 }
 
@@ -144,13 +144,19 @@ pub(crate) fn printerfacts(aws_image: &Stack, adjust: impl FnOnce(HostSpec) -> H
     let mut stack = Stack::new("printerfacts").backend(Backend::s3(STATE_BUCKET, "printerfacts"));
     let image = stack.add(RemoteState::of(aws_image));
     let key = stack.add(ec2::KeyPair::generate("deployer"));
+    // The seed's rules, as its Terraform wrote them (IPv4): SSH, HTTP and ICMP in; ICMP, TCP and UDP out. The
+    // host's own firewall (NixOS) admits the same: 22 (sshd), 80 (nginx) and ping. HTTPS is not opened: the
+    // example serves plain HTTP (`acme` off); a host with `acme.enable` needs a 443 rule too.
+    let anywhere = "0.0.0.0/0";
     let group = stack.add(
         ec2::SecurityGroup::new("printerfacts")
-            .description("printerfacts: SSH, HTTP and HTTPS in, everything out")
-            .ingress(ec2::Rule::tcp(22).anywhere().description("SSH"))
-            .ingress(ec2::Rule::tcp(80).anywhere().description("HTTP"))
-            .ingress(ec2::Rule::tcp(443).anywhere().description("HTTPS"))
-            .egress(ec2::Rule::all_traffic().anywhere())
+            .description("printerfacts: SSH, HTTP and ICMP in; ICMP, TCP and UDP out")
+            .ingress(ec2::Rule::tcp(22).cidr(anywhere).description("SSH"))
+            .ingress(ec2::Rule::tcp(80).cidr(anywhere).description("HTTP"))
+            .ingress(ec2::Rule::icmp().cidr(anywhere).description("ICMP"))
+            .egress(ec2::Rule::icmp().cidr(anywhere))
+            .egress(ec2::Rule::tcp_range(0, 65_535).cidr(anywhere))
+            .egress(ec2::Rule::udp_range(0, 65_535).cidr(anywhere))
             .tag("Project", "printerfacts"),
     );
     let host = Printerfacts {

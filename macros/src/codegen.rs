@@ -13,11 +13,12 @@ pub(crate) fn generate(item: &syn::Item, host: &HostDef) -> TokenStream {
     let name = &host.name;
     let configuration = &host.configuration;
     let instance_type = &host.instance_type;
-    let system = host.system;
     let p = quote!(::paranix::__private);
 
     let mut steps = Vec::new();
-    steps.push(quote!(spec = spec.instance_type(#instance_type).system(#system);));
+    // The Nix system follows the instance type in `HostSpec` (Graviton: aarch64-linux), also when a use of the
+    // host changes the type afterwards.
+    steps.push(quote!(spec = spec.instance_type(#instance_type);));
     if let Some((size, volume_type)) = &host.root_volume {
         steps.push(quote!(spec = spec.root_volume(#size, #volume_type);));
     }

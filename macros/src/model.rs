@@ -100,7 +100,6 @@ pub(crate) struct HostDef {
     pub(crate) name: String,
     pub(crate) configuration: String,
     pub(crate) instance_type: String,
-    pub(crate) system: &'static str,
     pub(crate) root_volume: Option<(i64, String)>,
     pub(crate) host_key: HostKey,
     pub(crate) checks: Vec<Check>,
@@ -164,6 +163,7 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
     let mut checks = Vec::new();
     let mut options = Vec::new();
     let mut tags = Vec::new();
+    let mut antivirus = None;
 
     for arg in args {
         let key = arg.key.to_string();
@@ -211,7 +211,7 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
             }
             "nixos" => {
                 if let Some(content) = group(arg, &mut errors) {
-                    options = check_options(content, &fields, &mut errors);
+                    options = check_options(content, &fields, &mut antivirus, &mut errors);
                 }
             }
             "tags" => {
@@ -221,6 +221,19 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
             }
             _ => unreachable!("every key in KEYS is handled"),
         }
+    }
+
+    if let (Some(span), Some(instance_type)) = (antivirus, &instance_type)
+        && let Some(mib) = catalog::small_instance_memory_mib(instance_type)
+    {
+        errors.push(
+            span,
+            format!(
+                "{instance_type} has {mib} MiB of memory: the ClamAV daemon holds its signatures in over 1 GiB and \
+                 would be killed for lack of memory at every switch, so every deploy would roll back; pick an \
+                 instance type with 2 GiB or more (t3.small), or leave `paranix.antivirus.enable` off"
+            ),
+        );
     }
 
     let call_site = Span::call_site();
@@ -265,13 +278,11 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
     else {
         unreachable!("a missing part was reported as an error above");
     };
-    let system = catalog::instance_nix_system(&instance_type);
     Ok(HostDef {
         ident: strukt.ident.clone(),
         name: name.unwrap_or_else(|| snake_case(&strukt.ident.to_string())),
         configuration,
         instance_type,
-        system,
         root_volume,
         host_key,
         checks,
@@ -538,9 +549,14 @@ fn check_http(spec: &args::CheckSpec, errors: &mut Errors) -> Option<Check> {
     }
 }
 
+/// The NixOS option that turns the ClamAV daemon on (common/default.nix), which small instances cannot hold.
+const ANTIVIRUS_OPTION: [&str; 3] = ["paranix", "antivirus", "enable"];
+
+/// Checks the `nixos(...)` settings; `antivirus` receives the span of `paranix.antivirus.enable = true`.
 fn check_options(
     content: &proc_macro2::TokenStream,
     fields: &[FieldInfo],
+    antivirus: &mut Option<Span>,
     errors: &mut Errors,
 ) -> Vec<(Vec<String>, OptValue)> {
     let settings = match args::parse_options(content) {
@@ -566,7 +582,12 @@ fn check_options(
         }
         let value = match setting.value {
             OptionValue::Lit(Lit::Str(s)) => OptValue::Str(s.value()),
-            OptionValue::Lit(Lit::Bool(b)) => OptValue::Bool(b.value),
+            OptionValue::Lit(Lit::Bool(b)) => {
+                if b.value && path.iter().map(String::as_str).eq(ANTIVIRUS_OPTION) {
+                    *antivirus = Some(setting.path.span);
+                }
+                OptValue::Bool(b.value)
+            }
             OptionValue::Lit(Lit::Int(n)) => match n.base10_parse::<i64>() {
                 Ok(n) => OptValue::Int(n),
                 Err(e) => {

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::attr::Attr;
+use crate::attr::{Attr, Part};
 use crate::ec2;
 use crate::nixos::{Deployment, HealthCheck, System};
 use crate::resource::Handle;
@@ -155,6 +155,8 @@ pub struct HostSpec {
     key_name: Option<Value<KeyName>>,
     security_groups: Vec<Value<SecurityGroupId>>,
     private_key: Option<crate::value::Redacted<Value<String>>>,
+    deploy_public_key: Option<Value<PublicKey>>,
+    root_keys: Vec<Value<PublicKey>>,
     host_key: HostKeyPolicy,
     health_checks: Vec<HealthCheck>,
     health_deadline: Option<Duration>,
@@ -181,6 +183,8 @@ impl HostSpec {
             key_name: None,
             security_groups: Vec::new(),
             private_key: None,
+            deploy_public_key: None,
+            root_keys: Vec::new(),
             host_key: HostKeyPolicy::Console,
             health_checks: Vec::new(),
             health_deadline: None,
@@ -249,6 +253,21 @@ impl HostSpec {
     /// pair's `private_key()`. Without one, deploys use the SSH agent and `~/.ssh`.
     pub fn private_key(mut self, key: impl Into<Value<String>>) -> Self {
         self.private_key = Some(crate::value::Redacted(key.into()));
+        self
+    }
+
+    /// The public half of the deploy login's key, admitted for root on the host's NixOS system
+    /// (`paranix.rootKeys`). Needed only when it cannot be found by itself: when `key_name` is a managed key
+    /// pair's `key_name()`, that pair's `public_key()` is used.
+    pub fn deploy_public_key(mut self, key: impl Into<Value<PublicKey>>) -> Self {
+        self.deploy_public_key = Some(key.into());
+        self
+    }
+
+    /// Admits one more SSH key for root on the host's NixOS system (`paranix.rootKeys`), besides the deploy
+    /// key: a break-glass key, say. Staff accounts belong in `paranix.users` instead.
+    pub fn root_key(mut self, key: impl Into<Value<PublicKey>>) -> Self {
+        self.root_keys.push(key.into());
         self
     }
 
@@ -408,7 +427,73 @@ impl HostHandle {
     }
 }
 
+/// The option that turns the ClamAV daemon on (common/default.nix).
+const ANTIVIRUS_OPTION: [&str; 3] = ["paranix", "antivirus", "enable"];
+
+/// The public key of the key pair behind `key_name`, when it is a managed key pair's `key_name()`.
+fn key_pair_public_key(key_name: Option<&Value<KeyName>>) -> Option<Value<PublicKey>> {
+    let Some(Value::Output(output)) = key_name else { return None };
+    match output.expr().parts() {
+        [Part::Ref(reference)]
+            if reference.address.kind() == ec2::KEY_PAIR.kind && reference.attribute == "key_name" =>
+        {
+            Some(ec2::key_pair_public_key(&reference.address).into())
+        }
+        _ => None,
+    }
+}
+
 impl Stack {
+    /// The options paranix sets on every host's system: who may log in as root, and what the machine can
+    /// hold. Problems are recorded against the system's address.
+    fn host_options(&mut self, spec: &HostSpec, address: &Address, mut system: System) -> System {
+        // Root's keys on the deployed system: the deploy key (when the deploy logs in as root) and the extra
+        // keys declared here, nothing else: common/default.nix writes `paranix.rootKeys` to
+        // /etc/ssh/authorized_keys.d/root and stops reading ~/.ssh/authorized_keys once deployed. (The image
+        // admits the EC2 launch key instead, until the first deploy: nix/README.md, "Bootstrap".)
+        let as_root = spec.ssh.user.as_deref().is_none_or(|user| user == "root");
+        let deploy_key = if as_root {
+            spec.deploy_public_key.clone().or_else(|| key_pair_public_key(spec.key_name.as_ref()))
+        } else {
+            None
+        };
+        if as_root && spec.deploy && deploy_key.is_none() && spec.root_keys.is_empty() {
+            self.record_error(
+                address,
+                "values.options.paranix.rootKeys",
+                "the deploy logs in as root, but no key would be admitted for root on the deployed system, which \
+                 would lock the deploy out: give the host a managed key pair's `key_name()` (its public key is \
+                 admitted automatically), or `HostSpec::deploy_public_key(...)` / `root_key(...)`",
+            );
+        }
+        let keys: Vec<Attr> = deploy_key.iter().chain(&spec.root_keys).map(Value::to_attr).collect();
+        if !keys.is_empty() {
+            system = system.option_attr(&["paranix", "rootKeys"], Attr::List(keys));
+        }
+
+        // What the machine can hold: services that do not fit are off by default there (common/default.nix).
+        if let Some(mib) = ec2::small_instance_memory_mib(&spec.instance_type) {
+            system = system.option_attr(&["paranix", "host", "memoryMiB"], Attr::Int(i64::from(mib)));
+            let antivirus = spec.options.iter().any(|(path, value)| {
+                path.iter().map(String::as_str).eq(ANTIVIRUS_OPTION)
+                    && matches!(value, OptionValue::Data(Attr::Bool(true)))
+            });
+            if antivirus {
+                self.record_error(
+                    address,
+                    "values.options.paranix.antivirus.enable",
+                    format!(
+                        "{} has {mib} MiB of memory; the ClamAV daemon holds its signatures in over 1 GiB and would \
+                         be killed for lack of memory at every switch, so every deploy would roll back: pick an \
+                         instance type with 2 GiB or more (t3.small), or leave the antivirus off",
+                        spec.instance_type
+                    ),
+                );
+            }
+        }
+        system
+    }
+
     /// Declares a host: its instance, NixOS system and deployment (see [the module docs](mod@crate::host)).
     pub fn add_host(&mut self, host: impl Into<HostSpec>) -> HostHandle {
         let spec: HostSpec = host.into();
@@ -451,6 +536,8 @@ impl Stack {
             };
             system = system.option_attr(&path, attr);
         }
+        let system_address = Address::managed(crate::nixos::SYSTEM.kind, &name);
+        let system = self.host_options(&spec, &system_address, system);
 
         if !spec.deploy {
             return HostHandle {

@@ -121,6 +121,11 @@ impl Stack {
         Stack { name, backend: Backend::Local, nodes: Vec::new(), index: BTreeMap::new(), outputs: Vec::new(), errors }
     }
 
+    /// Records a problem found while declaring resources (reported by [`Stack::check`] with the others).
+    pub(crate) fn record_error(&mut self, address: &Address, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError { address: address.to_string(), field: field.into(), message: message.into() });
+    }
+
     /// Sets where the stack keeps its state.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;

@@ -32,6 +32,9 @@ mod aws;
 /// The reference workflow against moto, and concurrent runs.
 mod workflow;
 
+/// paranix's NixOS modules evaluated with the real module system (nixpkgs' lib).
+mod nix_modules;
+
 /// The NixOS image resource with real Nix.
 mod nixos_image;
 

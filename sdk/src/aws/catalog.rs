@@ -111,3 +111,44 @@ pub fn check_root_volume(volume_type: &str, size_gib: i64) -> Result<(), (&'stat
     }
     Ok(())
 }
+
+/// Instance types with less than 2 GiB of memory, in MiB (AWS EC2 User Guide, "Amazon EC2 instance type
+/// specifications": t2/t3/t3a/t4g nano 0.5 GiB and micro 1 GiB; the previous-generation t1.micro 0.613 GiB,
+/// m1.small and c1.medium 1.7 GiB). Every other type has 2 GiB or more. On these, services that hold large
+/// datasets in memory (the ClamAV daemon's signatures: over 1 GiB) do not fit.
+pub const SMALL_MEMORY_TYPES: [(&str, u32); 11] = [
+    ("t1.micro", 627),
+    ("t2.nano", 512),
+    ("t2.micro", 1024),
+    ("t3.nano", 512),
+    ("t3.micro", 1024),
+    ("t3a.nano", 512),
+    ("t3a.micro", 1024),
+    ("t4g.nano", 512),
+    ("t4g.micro", 1024),
+    ("m1.small", 1740),
+    ("c1.medium", 1740),
+];
+
+/// The memory of `instance_type` in MiB when it is under 2 GiB ([`SMALL_MEMORY_TYPES`]); `None` means 2 GiB
+/// or more (or an unknown type).
+pub fn small_instance_memory_mib(instance_type: &str) -> Option<u32> {
+    SMALL_MEMORY_TYPES.iter().find(|(name, _)| *name == instance_type).map(|(_, mib)| *mib)
+}
+
+/// Instance families on the Xen hypervisor rather than the Nitro system (AWS EC2 User Guide, "Instances built
+/// on the AWS Nitro System": the rest of the previous generation and t2, m4, c4, r4, x1, x1e, d2, h1, i3, p2,
+/// p3, g3, f1). `GetConsoleOutput` with `Latest=true` works only on Nitro instances ("This option is supported
+/// on instance types that use the Nitro hypervisor", EC2 API reference); on Xen only the buffered output
+/// posted after a state transition is available.
+pub const XEN_FAMILIES: [&str; 26] = [
+    "t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "cc2", "cr1", "r3", "r4", "x1", "x1e", "d2", "h1", "hs1",
+    "i2", "i3", "g2", "g3", "p2", "p3", "f1", "hi1",
+];
+
+/// Whether `instance_type` runs on the Nitro system: every family but [`XEN_FAMILIES`] (`p3dn` is its own
+/// family), and bare-metal sizes (`i3.metal`) of those.
+pub fn is_nitro(instance_type: &str) -> bool {
+    let (family, size) = instance_type.split_once('.').unwrap_or((instance_type, ""));
+    size.starts_with("metal") || !XEN_FAMILIES.contains(&family)
+}

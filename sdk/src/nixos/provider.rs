@@ -18,19 +18,25 @@ use crate::state::ResourceState;
 pub const INSTALL_NIX: &str =
     "install Nix (https://nixos.org/download, or Debian's `apt-get install nix-bin`) to build NixOS images";
 
+/// The variable naming the JSON file of values from Rust (read by `nix/eval.nix`).
+const VALUES_VARIABLE: &str = "PARANIX_VALUES";
+/// `nix/sources.nix`'s override of a pinned source: `PARANIX_SOURCE_<name>=/path`.
+const SOURCE_VARIABLE_PREFIX: &str = "PARANIX_SOURCE_";
+
 /// Builds NixOS images with the local Nix.
 #[derive(Clone, Debug)]
 pub struct ImageBuilder {
     root: PathBuf,
     gc_roots: PathBuf,
     options: Vec<(String, String)>,
+    sources: Vec<(String, PathBuf)>,
 }
 
 impl ImageBuilder {
     /// A builder resolving images' paths against `root` (the project root, holding `nix/` and `common/`),
     /// keeping GC roots for built images under `gc_roots`.
     pub fn new(root: impl Into<PathBuf>, gc_roots: impl Into<PathBuf>) -> Self {
-        ImageBuilder { root: root.into(), gc_roots: gc_roots.into(), options: Vec::new() }
+        ImageBuilder { root: root.into(), gc_roots: gc_roots.into(), options: Vec::new(), sources: Vec::new() }
     }
 
     /// Passes `--option name value` to every Nix command (e.g. `sandbox false` where builds cannot be
@@ -40,10 +46,28 @@ impl ImageBuilder {
         self
     }
 
+    /// Evaluates with a local tree instead of the pinned source `name` of `nix/sources.json` (for example
+    /// `source("nixpkgs", "/src/nixpkgs")`): the `PARANIX_SOURCE_<name>` escape hatch of `nix/sources.nix`,
+    /// set explicitly. The operator's own `PARANIX_SOURCE_*` variables are never passed on: what a plan
+    /// evaluates depends on the program, not on the shell it runs in.
+    pub fn source(mut self, name: &str, path: impl Into<PathBuf>) -> Self {
+        self.sources.push((name.to_owned(), path.into()));
+        self
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         for (name, value) in &self.options {
             command.args(["--option", name, value]);
+        }
+        // Hidden inputs of an evaluation: only what this builder sets reaches Nix.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k == VALUES_VARIABLE || k.starts_with(SOURCE_VARIABLE_PREFIX)) {
+                command.env_remove(key);
+            }
+        }
+        for (name, path) in &self.sources {
+            command.env(format!("{SOURCE_VARIABLE_PREFIX}{name}"), path);
         }
         command.stdin(Stdio::null()).kill_on_drop(true);
         command
@@ -93,7 +117,8 @@ impl ImageBuilder {
         let nix_file = self.path(address, inputs, if system_kind { "host_nix" } else { "image_nix" })?;
         let configuration = self.path(address, inputs, "configuration")?;
         let mut command = self.command("nix-instantiate");
-        command.arg(&nix_file).args(["--arg", "configuration"]).arg(&configuration);
+        // `--argstr`: a path handed over as an expression (`--arg`) would not parse with spaces in it.
+        command.arg(&nix_file).args(["--argstr", "configuration"]).arg(&configuration);
         if !system_kind {
             command.args(["--argstr", "format", inputs.get("format").and_then(Attr::as_str).unwrap_or("raw")]);
         }
@@ -102,7 +127,7 @@ impl ImageBuilder {
             let values = inputs.get("values").cloned().unwrap_or(Attr::Map(Default::default()));
             let file = tempfile_with(&values.to_json().to_string())
                 .map_err(|e| Error::provider(address, format!("cannot write the values file: {e}")))?;
-            command.env("PARANIX_VALUES", file.path());
+            command.env(VALUES_VARIABLE, file.path());
             Some(file)
         } else {
             None

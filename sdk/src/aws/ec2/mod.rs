@@ -422,11 +422,12 @@ pub static KEY_PAIR: Schema = Schema {
     open_outputs: false,
 };
 
-/// An imported key pair (its public key given) has no private key: nothing secret reaches the state.
+/// An imported key pair (its public key given) has no private key: nothing secret reaches the state; its
+/// public key is the one given.
 fn predict_key_pair(inputs: &Attrs) -> Attrs {
     match inputs.get("public_key") {
-        Some(Attr::Str(_)) => Attrs::from([
-            ("generated_public_key".to_owned(), Attr::Null),
+        Some(Attr::Str(key)) => Attrs::from([
+            ("generated_public_key".to_owned(), Attr::str(key)),
             ("private_key_openssh".to_owned(), Attr::Null),
         ]),
         _ => Attrs::new(),
@@ -491,15 +492,21 @@ impl Resource for KeyPair {
     lifecycle_methods!();
 }
 
+/// The public key of the key pair at `address` (what [`Handle::<KeyPair>::public_key`] returns).
+pub fn key_pair_public_key(address: &crate::address::Address) -> Output<PublicKey> {
+    Output::of(address, "generated_public_key")
+}
+
 impl Handle<KeyPair> {
     /// The EC2 key name.
     pub fn key_name(&self) -> Output<KeyName> {
         self.attribute("key_name")
     }
 
-    /// The generated public key (for a generated pair).
+    /// The pair's public key: the generated one, or the one imported. `#[host]` admits it for the deploy
+    /// login on the host's NixOS system.
     pub fn public_key(&self) -> Output<PublicKey> {
-        self.attribute("generated_public_key")
+        key_pair_public_key(self.address())
     }
 
     /// The generated private key in OpenSSH format. Sensitive: it never appears in plans or events.
@@ -812,6 +819,7 @@ pub fn canonical_rules(rules: &Attr) -> Attr {
 
 pub use crate::aws::catalog::{
     INSTANCE_FAMILIES, INSTANCE_SIZES, ROOT_VOLUME_TYPES, check_instance_type, check_root_volume, instance_nix_system,
+    is_nitro, small_instance_memory_mib,
 };
 
 /// An EC2 instance. Secure by default: IMDSv2 required, encrypted gp3 root volume.

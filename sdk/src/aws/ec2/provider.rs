@@ -189,7 +189,8 @@ impl Provider for KeyPairProvider {
         };
         let outputs = Attrs::from([
             ("fingerprint".into(), imported.key_fingerprint().map_or(Attr::Null, Attr::str)),
-            ("generated_public_key".into(), if private.is_some() { Attr::Str(public.clone()) } else { Attr::Null }),
+            // The pair's public key, generated or imported: what a host admits for the deploy login.
+            ("generated_public_key".into(), Attr::Str(public.clone())),
             ("id".into(), imported.key_pair_id().map_or(Attr::Null, Attr::str)),
             ("private_key_openssh".into(), private.map_or(Attr::Null, Attr::Str)),
         ]);
@@ -571,9 +572,11 @@ impl InstanceProvider {
     }
 
     /// Waits for the host key block NixOS prints on the serial console and returns its ed25519 key.
-    async fn console_host_key(&self, ctx: &StepContext, id: &str) -> Result<String> {
+    async fn console_host_key(&self, ctx: &StepContext, id: &str, instance_type: &str) -> Result<String> {
         // The console shows up a minute or two after boot on AWS; NixOS prints the keys once sshd's keys
-        // exist. Ten minutes covers slow boots.
+        // exist. Ten minutes covers slow boots. `Latest` (the live serial console) exists on Nitro instances
+        // only; Xen instances (t2, ...) answer with the output buffered after the last state change.
+        let latest = crate::aws::catalog::is_nitro(instance_type);
         let wait = Wait::new(self.0.poll_interval().max(Duration::from_millis(200)), Duration::from_secs(600));
         wait_for(ctx, &format!("the SSH host key on {id}'s console"), wait, || async {
             let out = self
@@ -581,7 +584,7 @@ impl InstanceProvider {
                 .ec2
                 .get_console_output()
                 .instance_id(id)
-                .latest(true)
+                .latest(latest)
                 .send()
                 .await
                 .map_err(aws_error(&ctx.address, "GetConsoleOutput"))?;
@@ -794,7 +797,8 @@ impl Provider for InstanceProvider {
         let seen = self.wait_state(ctx, &id, InstanceStateName::Running).await?;
         let mut outputs = self.outputs(&seen);
         if bool_input(inputs, "console_host_key") == Some(true) {
-            outputs.insert("ssh_host_key".into(), Attr::Str(self.console_host_key(ctx, &id).await?));
+            let instance_type = str_input(inputs, "instance_type").unwrap_or_default();
+            outputs.insert("ssh_host_key".into(), Attr::Str(self.console_host_key(ctx, &id, instance_type).await?));
         }
         Ok(Observed { inputs: inputs.clone(), outputs })
     }
@@ -895,16 +899,27 @@ fn decode_console(output: &str) -> String {
         .unwrap_or_else(|_| output.to_owned())
 }
 
-/// The ed25519 key between NixOS's `-----BEGIN SSH HOST KEY KEYS-----` / `-----END ...-----` markers
-/// (serial consoles end lines with CRLF).
+/// The ed25519 key of the last complete block between `-----BEGIN SSH HOST KEY KEYS-----` and
+/// `-----END SSH HOST KEY KEYS-----` (cloud-init's format, which common/default.nix's `paranix-print-host-key`
+/// prints at every boot). Serial consoles end lines with CRLF. A block cut short (a `BEGIN` with no `END`
+/// before the next `BEGIN`, as a printer that died half-way leaves) is ignored; the last complete block is the
+/// newest boot's.
 pub(crate) fn host_key_from_console(text: &str) -> Option<String> {
-    let start = text.find("-----BEGIN SSH HOST KEY KEYS-----")?;
-    let block = &text[start..];
-    let end = block.find("-----END SSH HOST KEY KEYS-----")?;
-    block[..end].lines().map(|l| l.trim_end_matches('\r').trim()).find(|l| l.starts_with("ssh-ed25519 ")).map(|l| {
-        let parts: Vec<&str> = l.split_whitespace().take(2).collect();
-        parts.join(" ")
-    })
+    const BEGIN: &str = "-----BEGIN SSH HOST KEY KEYS-----";
+    const END: &str = "-----END SSH HOST KEY KEYS-----";
+    text.match_indices(BEGIN)
+        .filter_map(|(start, _)| {
+            let block = &text[start + BEGIN.len()..];
+            let block = &block[..block.find(END)?];
+            (!block.contains(BEGIN)).then_some(block)
+        })
+        .filter_map(|block| {
+            block.lines().map(|l| l.trim_end_matches('\r').trim()).find(|l| l.starts_with("ssh-ed25519 ")).map(|l| {
+                let parts: Vec<&str> = l.split_whitespace().take(2).collect();
+                parts.join(" ")
+            })
+        })
+        .last()
 }
 
 #[cfg(test)]
@@ -917,6 +932,18 @@ mod tests {
                        ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample root@h\r\n-----END SSH HOST KEY KEYS-----\r\n";
         assert_eq!(host_key_from_console(console).as_deref(), Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"));
         assert_eq!(host_key_from_console("no keys here"), None);
+    }
+
+    #[test]
+    fn a_block_cut_short_is_ignored_and_the_last_complete_block_wins() {
+        // nixpkgs' print-host-key dies after BEGIN when no /etc/ssh/ssh_host_*_key.pub exists (its KEYS loop has
+        // no `|| true`); a later boot's complete block is the one that counts.
+        let console = "-----BEGIN SSH HOST KEY KEYS-----\r\n\
+                       -----BEGIN SSH HOST KEY KEYS-----\r\nssh-ed25519 AAAAC3First h\r\n-----END SSH HOST KEY KEYS-----\r\n\
+                       reboot\r\n-----BEGIN SSH HOST KEY KEYS-----\r\nssh-ed25519 AAAAC3Second h\r\n\
+                       -----END SSH HOST KEY KEYS-----\r\n-----BEGIN SSH HOST KEY KEYS-----\r\nssh-ed25519 AAAAC3Cut h\r\n";
+        assert_eq!(host_key_from_console(console).as_deref(), Some("ssh-ed25519 AAAAC3Second"));
+        assert_eq!(host_key_from_console("-----BEGIN SSH HOST KEY KEYS-----\r\nssh-ed25519 AAAAC3Cut h\r\n"), None);
     }
 }
 
