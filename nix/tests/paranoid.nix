@@ -5,7 +5,9 @@
 # What it checks, in one VM booted twice:
 #   - / is a tmpfs (noexec), the store comes from the persistent partition through the /disk + /nix bind layout,
 #     and the partition was grown to the disk;
-#   - sshd: public keys only, no agent / X11 / stream-local forwarding, no root login, no SFTP;
+#   - sshd: public keys only, no agent / X11 / stream-local forwarding, no root login (no root key), no SFTP;
+#   - the persisted directories, /nix/persist, /disk, /boot and /dev/shm are noexec,nosuid,nodev;
+#   - the host key is printed on the console in cloud-init's format;
 #   - sudo: the wrapper belongs to wheel and is not executable by anyone else;
 #   - auditd runs and the kernel records execve;
 #   - printerfacts answers through nginx, as a DynamicUser service;
@@ -32,7 +34,11 @@ pkgs.testers.runNixOSTest {
   nodes.machine =
     { config, lib, ... }:
     {
-      imports = [ ../../examples/printerfacts/host.nix ];
+      # impermanence from the same pinned sources as nixpkgs (nix/eval.nix does the same).
+      imports = [
+        "${sources.impermanence}/nixos.nix"
+        ../../examples/printerfacts/host.nix
+      ];
 
       virtualisation = {
         # Boot from a disk made by nixpkgs' make-disk-image (one partition labelled "nixos" holding the whole
@@ -79,6 +85,21 @@ pkgs.testers.runNixOSTest {
           machine.succeed("cp \"$(readlink -f \"$(type -P true)\")\" /root/copied-program")
           machine.succeed("/root/copied-program 2>&1 | grep -q 'Permission denied'")
 
+      with subtest("persisted state is noexec,nosuid,nodev wherever it can be reached, and so is /dev/shm"):
+          machine.succeed("systemctl is-active paranix-noexec-mounts.service")
+          for path in ["/var/lib", "/var/log", "/srv", "/etc/nixos", "/var/lib/nixos", "/nix/persist", "/disk", "/boot", "/dev/shm"]:
+              for flag in ["noexec", "nosuid", "nodev"]:
+                  machine.succeed(f"findmnt -n -o OPTIONS --target {path} | tr , '\\n' | grep -x {flag}")
+          machine.succeed("cp \"$(readlink -f \"$(type -P true)\")\" /var/lib/copied-program")
+          machine.succeed("/var/lib/copied-program 2>&1 | grep -q 'Permission denied'")
+          machine.succeed("/nix/persist/var/lib/copied-program 2>&1 | grep -q 'Permission denied'")
+          machine.succeed("rm /var/lib/copied-program")
+          # The store stays executable.
+          machine.fail("findmnt -n -o OPTIONS --target /nix/store | tr , '\\n' | grep -x noexec")
+
+      with subtest("the host key is printed on the console in cloud-init's format"):
+          machine.wait_for_console_text("-----END SSH HOST KEY KEYS-----")
+
       with subtest("the store and persisted state come from the partition through /disk"):
           machine.succeed('test "$(findmnt -n -o FSTYPE /disk)" = ext4')
           machine.succeed("findmnt -n -o SOURCE /nix | grep -F '[/nix]'")
@@ -123,7 +144,7 @@ pkgs.testers.runNixOSTest {
 
       with subtest("the SSH host key and machine id survive a power cycle; stray files on / do not"):
           machine.succeed("test -s /nix/persist/etc/ssh/ssh_host_ed25519_key")
-          key_before = machine.succeed("${openssh}/ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub")
+          key_before = machine.succeed("${openssh}/ssh-keygen -l -f /nix/persist/etc/ssh/ssh_host_ed25519_key.pub")
           id_before = machine.succeed("cat /etc/machine-id")
           machine.succeed("touch /root/stray /etc/stray")
 
@@ -131,7 +152,7 @@ pkgs.testers.runNixOSTest {
           machine.start()
           machine.wait_for_unit("multi-user.target")
 
-          key_after = machine.succeed("${openssh}/ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub")
+          key_after = machine.succeed("${openssh}/ssh-keygen -l -f /nix/persist/etc/ssh/ssh_host_ed25519_key.pub")
           assert key_before == key_after, f"host key changed: {key_before!r} -> {key_after!r}"
           assert id_before == machine.succeed("cat /etc/machine-id"), "machine id changed"
           machine.fail("test -e /root/stray -o -e /etc/stray")
@@ -139,7 +160,7 @@ pkgs.testers.runNixOSTest {
           machine.wait_for_unit("sshd.service")
           machine.succeed(
               "${openssh}/ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null"
-              " | grep -F \"$(cut -d' ' -f2 /etc/ssh/ssh_host_ed25519_key.pub)\""
+              " | grep -F \"$(cut -d' ' -f2 /nix/persist/etc/ssh/ssh_host_ed25519_key.pub)\""
           )
           machine.wait_until_succeeds("${curl} http://127.0.0.1/health | grep -x ok")
     '';

@@ -32,13 +32,21 @@ EC2
      task then reports SnapshotId, Status `completed` and DiskImageSize, which AWS fills with the
      image size in bytes (the API reference says GiB; real answers are bytes, e.g. 705638400.0).
   2. GetConsoleOutput (moto: a fixed 2006 Xen boot log). Returns, base64-encoded as AWS does, a
-     NixOS boot tail with the block nixpkgs' `print-host-key` service writes to the console:
+     NixOS boot tail ending in exactly what paranix's `paranix-print-host-key` unit
+     (common/default.nix) prints at every boot, in cloud-init's format (which nixpkgs' own
+     print-host-key also uses since PR #442408):
+         -----BEGIN SSH HOST KEY FINGERPRINTS-----
+         256 SHA256:... root@ip-10-0-0-5 (ED25519)        (`ssh-keygen -l -f <key>.pub`)
+         -----END SSH HOST KEY FINGERPRINTS-----
          -----BEGIN SSH HOST KEY KEYS-----
-         ssh-ed25519 AAAA... root@ip-10-0-0-5
+         ssh-ed25519 AAAA... root@ip-10-0-0-5            (the .pub file)
          -----END SSH HOST KEY KEYS-----
-     (after the matching FINGERPRINTS block). Lines end in CRLF, as a serial console's do. The key
-     is a real ed25519 key made per instance with `cryptography` (a moto dependency) unless a test
-     set one through the side channel below.
+     (tests/it/nix_modules.rs runs the unit's script and compares). Lines end in CRLF, as a serial
+     console's do. The key is a real ed25519 key made per instance with `cryptography` (a moto
+     dependency) unless a test set one through the side channel below. `Latest=true` is refused
+     on Xen instance types (t2, m4, c4, ...): the API reference says the latest output "is
+     supported on instance types that use the Nitro hypervisor"; the error code is not documented
+     and is modelled as EC2's `UnsupportedOperation`.
   3. RegisterImage / DescribeImages (moto: keeps only Name and Description and invents a 15 GiB
      /dev/sda1 "standard" mapping backed by a new snapshot). Registered images keep what AWS keeps:
      BlockDeviceMappings (snapshot must exist and be completed; VolumeSize defaults to, and may not
@@ -357,6 +365,14 @@ def _console_key_for(instance: Any, hostname: str) -> str:
     return _generated_key(instance.id, hostname)
 
 
+# Instance families on the Xen hypervisor (AWS EC2 User Guide, "Instances built on the AWS Nitro System"),
+# the same list as paranix's sdk/src/aws/catalog.rs.
+_XEN_FAMILIES = {
+    "t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "cc2", "cr1", "r3", "r4", "x1", "x1e", "d2", "h1",
+    "hs1", "i2", "i3", "g2", "g3", "p2", "p3", "f1", "hi1",
+}
+
+
 def nixos_console(hostname: str, key_line: str) -> str:
     """What a NixOS EC2 instance's serial console ends with once sshd and print-host-key ran."""
     blob = _parse_ed25519(key_line)
@@ -388,6 +404,16 @@ def get_console_output(self: Any) -> Any:
 
     instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
     self.error_on_dryrun()
+    latest = str(self._get_param("Latest") or "").lower() == "true"
+    family = str(instance.instance_type).split(".")[0]
+    metal = str(instance.instance_type).split(".")[-1].startswith("metal")
+    if latest and family in _XEN_FAMILIES and not metal:
+        from moto.ec2.exceptions import EC2ClientError
+
+        raise EC2ClientError(
+            "UnsupportedOperation",
+            f"The instance type {instance.instance_type} does not support retrieving the latest console output",
+        )
     hostname = "ip-" + (instance.private_ip or "10-0-0-1").replace(".", "-")
     text = nixos_console(hostname, _console_key_for(instance, hostname))
     return ActionResult({

@@ -14,6 +14,17 @@
 //! - `nixos_deployment.<name>`: that toplevel deployed to the instance over SSH, host key pinned, health
 //!   checked, rolled back on failure.
 //!
+//! Who may log in: the deploy logs in as root with the key pair behind `key_name` (its private half from
+//! `private_key`), and [`Stack::add_host`] admits exactly that key pair's public half for root on the host's
+//! system (the NixOS option `paranix.rootKeys`, plus [`HostSpec::root_key`]s). The image the instance boots admits
+//! the EC2 launch key instead, until the first deploy (`nix/README.md`, "Bootstrap"). A host whose deploy key
+//! cannot be known (a key pair made elsewhere, named by a literal) must name it
+//! ([`HostSpec::deploy_public_key`]): the stack refuses it before any request otherwise, since its system would
+//! lock the deploy out.
+//!
+//! What the machine can hold: on instance types under 2 GiB of memory the host's system is told so
+//! (`paranix.host.memoryMiB`), which turns the ClamAV daemon off by default; turning it on there is refused.
+//!
 //! [`HostSpec`] is the same thing without the macro (every builder method is public), and the place for
 //! what varies per use of a host: another name, an SSH address override for bastions, VPNs and tests
 //! ([`HostSpec::ssh_address`]), or no deployment at all for emulators that boot nothing
@@ -205,6 +216,12 @@ impl HostSpec {
     /// The logical name.
     pub fn host_name(&self) -> &str {
         &self.name
+    }
+
+    /// Another NixOS configuration file for the host (relative to the project root): a staging variant, say.
+    pub fn configuration(mut self, path: impl Into<PathBuf>) -> Self {
+        self.configuration = path.into();
+        self
     }
 
     /// The Nix file that evaluates the host (`nix/host.nix` by default).

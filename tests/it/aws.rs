@@ -59,6 +59,11 @@ impl Cloud {
         }
     }
 
+    /// The AWS server (for its test side channels).
+    pub(crate) fn moto(&self) -> &MotoServer {
+        &self._moto
+    }
+
     /// The AWS server's port.
     pub(crate) fn moto_port(&self) -> u16 {
         self._moto.port()
@@ -145,7 +150,7 @@ pub(crate) async fn ours(cloud: &Cloud) -> Inventory {
     }
 }
 
-fn one(stack: Stack) -> Project {
+pub(crate) fn one(stack: Stack) -> Project {
     Project::new().stack(stack)
 }
 

@@ -93,8 +93,7 @@ impl Scenario {
     fn evaluate(&self) -> Value {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = repo_root();
-        let configuration =
-            self.configuration.clone().unwrap_or_else(|| root.join("examples/printerfacts/host.nix"));
+        let configuration = self.configuration.clone().unwrap_or_else(|| root.join("examples/printerfacts/host.nix"));
         let mut command = Command::new("nix-instantiate");
         command
             // Read-write: nix/printerfacts.nix's source filter copies the sources into the store.
@@ -174,7 +173,10 @@ fn the_image_admits_only_the_ec2_launch_key_for_root_until_the_first_deploy() {
     // root logs in with a key only, and no key is declared for root.
     assert_eq!(sshd["settings"]["PermitRootLogin"], "prohibit-password");
     assert_eq!(sshd["authorizedKeysInHomedir"], true);
-    assert!(strings(&sshd["extraConfig"]).contains(&"AuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u"));
+    assert!(
+        strings(&sshd["extraConfig"])
+            .contains(&"AuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u")
+    );
     assert_eq!(sshd["authorizedKeys"], json!({}), "no key is declared on the image");
     assert_eq!(image["users"]["root"]["keys"], json!([]));
     assert_eq!(sshd["settings"]["PasswordAuthentication"], false);
@@ -223,7 +225,10 @@ fn a_deployed_system_with_no_key_for_anyone_is_refused_by_nixos() {
     let system = Scenario { options: Some(json!({ "options": {} })), ..Scenario::default() }.evaluate();
     assert_eq!(system["sshd"]["settings"]["PermitRootLogin"], "no");
     let failed = strings(&system["failedAssertions"]).join("\n");
-    assert!(failed.contains("Neither the root account nor any wheel user has a password or SSH authorized key"), "{failed}");
+    assert!(
+        failed.contains("Neither the root account nor any wheel user has a password or SSH authorized key"),
+        "{failed}"
+    );
 }
 
 #[test]
@@ -362,12 +367,15 @@ fn the_host_key_printer_prints_the_persisted_key_in_cloud_init_format_at_every_b
     let lines: Vec<&str> = printed.output.lines().collect();
     assert_eq!(lines[0], "-----BEGIN SSH HOST KEY FINGERPRINTS-----");
     assert!(lines[1].contains("SHA256:") && lines[1].ends_with("(ED25519)"), "{printed:?}");
-    assert_eq!(lines[2..], [
-        "-----END SSH HOST KEY FINGERPRINTS-----",
-        "-----BEGIN SSH HOST KEY KEYS-----",
-        printed.key.trim(),
-        "-----END SSH HOST KEY KEYS-----"
-    ]);
+    assert_eq!(
+        lines[2..],
+        [
+            "-----END SSH HOST KEY FINGERPRINTS-----",
+            "-----BEGIN SSH HOST KEY KEYS-----",
+            printed.key.trim(),
+            "-----END SSH HOST KEY KEYS-----"
+        ]
+    );
 
     // A missing key file never yields a complete block.
     let missing = std::process::Command::new("/bin/sh")
@@ -402,6 +410,46 @@ pub(crate) fn print_host_keys(script: &str) -> Printed {
         key: std::fs::read_to_string(&public).expect("read the public key"),
         output: String::from_utf8_lossy(&out.stdout).into_owned(),
     }
+}
+
+#[tokio::test]
+async fn the_emulator_prints_exactly_what_the_printer_prints_and_xen_consoles_are_read_without_latest() {
+    use crate::aws::{Cloud, one, sparse_image};
+    use base64::Engine as _;
+
+    let script = deployed(|h| h)["units"]["printHostKey"]["script"].as_str().expect("script").to_owned();
+    let printed = print_host_keys(&script);
+    let cloud = Cloud::start().await;
+    cloud.moto().set_console_host_key_for_tag("Name", "xen", printed.key.trim());
+
+    // A t2.micro (Xen: no `Latest` console output) booted from an AMI, its host key read from the console.
+    let image = cloud.dir.path().join("nixos.raw");
+    sparse_image(&image, 64 << 20, 2);
+    let mut stack = Stack::new("host");
+    let snapshot = stack.add(ebs::Snapshot::new("root").source_file(&image));
+    let ami = stack.add(ec2::Image::new("nixos").image_name("nixos-console").root_snapshot(snapshot.id()));
+    stack.add(
+        ec2::Instance::new("xen").ami(ami.id()).instance_type("t2.micro").tag("Name", "xen").host_key_from_console(),
+    );
+    let project = one(stack);
+    cloud.up(&project).await;
+    let state = paranix::ops::state(&project, &cloud.ws, "host").await.expect("state");
+    let instance = &state.resources[&"aws_instance.xen".parse().expect("address")];
+    let pinned: Vec<&str> = printed.key.split_whitespace().take(2).collect();
+    assert_eq!(instance.outputs["ssh_host_key"].as_str(), Some(pinned.join(" ").as_str()));
+
+    // The console ends with exactly the printer's output, line for line (CRLF, as a serial console's).
+    let id = instance.outputs["id"].as_str().expect("id");
+    let console = cloud.ec2.get_console_output().instance_id(id).send().await.expect("GetConsoleOutput");
+    let text = base64::engine::general_purpose::STANDARD.decode(console.output().expect("output")).expect("base64");
+    let text = String::from_utf8(text).expect("utf-8");
+    let expected = printed.output.replace('\n', "\r\n");
+    assert!(text.ends_with(&expected), "console:\n{text}\nprinter:\n{expected}");
+
+    // Asking a Xen instance for the latest output is refused, as on AWS (Nitro only).
+    let latest = cloud.ec2.get_console_output().instance_id(id).latest(true).send().await;
+    let error = latest.expect_err("Latest on Xen");
+    assert_eq!(aws_sdk_ec2::error::ProvideErrorMetadata::code(&error), Some("UnsupportedOperation"));
 }
 
 #[test]

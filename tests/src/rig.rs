@@ -400,6 +400,22 @@ impl Target {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// A path of the target's store, seen from the builder: `/nix/store/...` -> `<dir>/nix/store/...`.
+    pub fn store_file(&self, store_path: &str) -> PathBuf {
+        self.dir.join("nix/store").join(store_path.strip_prefix("/nix/store/").unwrap_or(store_path))
+    }
+
+    /// Appends `public_key` to root's `~/.ssh/authorized_keys` on the target, as nixpkgs' `apply-ec2-data`
+    /// writes an EC2 instance's launch key there at boot.
+    pub fn add_root_key(&self, public_key: &str) {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("root/.ssh/authorized_keys"))
+            .expect("open root's authorized_keys");
+        std::io::Write::write_all(&mut file, format!("{}\n", public_key.trim()).as_bytes())
+            .expect("append to root's authorized_keys");
+    }
+
     /// Where the target's `/run/current-system` points (read from the builder side), if it exists.
     pub fn current_system(&self) -> Option<String> {
         read_link(&self.dir.join("run/current-system"))
@@ -525,8 +541,12 @@ impl Target {
     /// key exchange does not matter to what the targets test.
     fn write_sshd_config(&self) {
         let t = self.dir.display();
+        // The system a deploy activates may bring its own login settings (tests/nix/fake-printerfacts-host.nix
+        // writes /etc/ssh/sshd_config.d/paranix.conf, in the target's /etc): included first, they win over the
+        // rig's defaults below (sshd takes the first value it reads for each keyword).
         let config = format!(
-            "Port {port}
+            "Include /etc/ssh/sshd_config.d/*.conf
+Port {port}
 ListenAddress 127.0.0.1
 HostKey {t}/ssh_host_ed25519_key
 PidFile {t}/sshd.pid
@@ -548,6 +568,23 @@ KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
             port = self.port
         );
         fs::write(self.dir.join("sshd_config"), config).expect("write sshd_config");
+        // How a system's activation reloads this sshd (SIGHUP: it re-executes itself, reads its configuration
+        // again and listens anew; open sessions stay), waiting until it listens again: `sh
+        // /run/paranix-rig/reload-sshd` on the target.
+        let reload = format!(
+            r#"log={t}/sshd.log
+before=$(/bin/grep -c 'Server listening' "$log")
+/bin/kill -HUP "$(/bin/cat {t}/sshd.pid)" || exit 1
+i=0
+until [ "$(/bin/grep -c 'Server listening' "$log")" -gt "$before" ]; do
+  i=$((i + 1))
+  [ "$i" -gt 200 ] && exit 1
+  /bin/sleep 0.05
+done
+"#
+        );
+        fs::create_dir_all(self.dir.join("run/paranix-rig")).expect("create run/paranix-rig");
+        fs::write(self.dir.join("run/paranix-rig/reload-sshd"), reload).expect("write the reload script");
     }
 
     fn write_known_hosts(&self) {

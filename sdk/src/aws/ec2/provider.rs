@@ -731,7 +731,10 @@ impl Provider for InstanceProvider {
             .iter()
             .zip(by_id(requests, found))
             .map(|(r, s)| {
-                s.map(|s| Observed { inputs: self.observed_inputs(r.inputs, &s, &volumes), outputs: self.outputs(&s) })
+                s.map(|s| Observed {
+                    inputs: self.observed_inputs(r.inputs, &s, &volumes),
+                    outputs: keep_console_key(self.outputs(&s), r.outputs),
+                })
             })
             .collect())
     }
@@ -869,7 +872,7 @@ impl Provider for InstanceProvider {
             .await?
             .pop()
             .ok_or_else(|| Error::provider(address, format!("instance {id} disappeared during the update")))?;
-        Ok(Observed { inputs: inputs.clone(), outputs: self.outputs(&seen) })
+        Ok(Observed { inputs: inputs.clone(), outputs: keep_console_key(self.outputs(&seen), &prior.outputs) })
     }
 
     async fn delete(&self, ctx: &StepContext, prior: &ResourceState) -> Result<()> {
@@ -888,6 +891,16 @@ impl Provider for InstanceProvider {
         )
         .await
     }
+}
+
+/// The host key read from the console at launch, carried over from the recorded outputs: a describe does not
+/// return it, and reading the console again would trust whatever the instance prints now (the key an intruder
+/// put in place, say) over the key pinned at first boot.
+fn keep_console_key(mut outputs: Attrs, recorded: &Attrs) -> Attrs {
+    if let Some(key) = recorded.get("ssh_host_key").filter(|k| k.is_known()) {
+        outputs.insert("ssh_host_key".into(), key.clone());
+    }
+    outputs
 }
 
 /// Console output is base64 (as AWS returns it); anything that is not is taken as text.
