@@ -87,7 +87,8 @@ in
         Whether to run the AWS Systems Manager agent, which nixpkgs' amazon-image profile turns on. Off by
         default: it is a root shell through AWS APIs (Session Manager, Run Command), outside SSH, the declared
         keys and the wheel gate, for any AWS principal allowed `ssm:StartSession` on the instance; nixpkgs also
-        gives its `ssm-user` passwordless sudo.
+        gives its `ssm-user` passwordless sudo. With `paranix.paranoid.noexec`, Run Command's shell scripts (run
+        from /var/lib) cannot execute.
       '';
     };
 
@@ -139,8 +140,8 @@ in
     # /root/.ssh/authorized_keys, and nothing declared. A deployed system: exactly `rootKeys`, from
     # /etc/ssh/authorized_keys.d/root; home directories are not read, so the launch key that apply-ec2-data keeps
     # writing at every boot (/root is a tmpfs on paranoid hosts) is ignored from the first deploy on. Trade-off:
-    # apply-ec2-data stays (it also sets the host name from the metadata) rather than being patched; its key
-    # write is made harmless here instead of removed.
+    # apply-ec2-data stays (on hosts without a declared host name it also sets the name from the metadata) rather
+    # than being patched; its key write is made harmless here instead of removed.
     users.users.root.openssh.authorizedKeys.keys = lib.mkIf (!cfg.bootstrap) cfg.rootKeys;
     services.openssh.authorizedKeysInHomedir = cfg.bootstrap;
     # NixOS refuses a system nobody can log in to; the image's login is the launch key, which it cannot see.

@@ -28,6 +28,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -40,6 +41,20 @@ let
   hostKey = "${persist}/etc/ssh/ssh_host_ed25519_key";
 
   disk = cfg.disk;
+
+  # Remounts each argument, and every mount below it, noexec,nosuid,nodev (see paranix-noexec-mounts).
+  noexecScript = pkgs.writeShellScript "paranix-noexec-mounts" ''
+    set -eu
+    PATH=${lib.makeBinPath [ pkgs.util-linux ]}
+    if ! mountpoint -q ${persist}; then
+      mount --bind ${persist} ${persist}
+    fi
+    for target in "$@"; do
+      findmnt -rn -o TARGET -R "$target" | while read -r mounted; do
+        mount -o remount,bind,noexec,nosuid,nodev "$mounted"
+      done
+    done
+  '';
 
   # State kept across reboots (impermanence's bind mounts from /nix/persist).
   persistedDirectories = [
@@ -121,6 +136,13 @@ in
       };
     };
 
+    noexecScript = mkOption {
+      type = types.package;
+      internal = true;
+      readOnly = true;
+      description = "The script paranix-noexec-mounts runs (for tests to read).";
+    };
+
     fileSystems = mkOption {
       type = types.attrsOf (types.attrsOf types.anything);
       internal = true;
@@ -131,6 +153,7 @@ in
 
   config = lib.mkMerge [
     {
+      paranix.paranoid.noexecScript = noexecScript;
       paranix.paranoid.fileSystems =
         {
           "/" = {
@@ -189,6 +212,9 @@ in
       # paranix remounts them once they are up, before local-fs.target and so before any service writes there.
       # /nix/persist itself (the same files under another path) is bound onto itself first, and the partition
       # at /disk (the same files once more) is remounted too; /nix, the bind of its nix/ directory, keeps exec.
+      # Every mount at or below each path is remounted (`findmnt -R`): mount propagation copies the bind of
+      # /nix/persist to /disk/nix/persist as well. When a deploy reloads one of these mounts (systemd remounts
+      # it with its unit's options, dropping these flags), the reload propagates here and the flags come back.
       systemd.services.paranix-noexec-mounts = lib.mkIf cfg.noexec {
         description = "Mount the persisted directories noexec,nosuid,nodev";
         wantedBy = [ "local-fs.target" ];
@@ -196,21 +222,17 @@ in
         unitConfig = {
           DefaultDependencies = false;
           RequiresMountsFor = noexecMounts;
+          ReloadPropagatedFrom = map (path: "${utils.escapeSystemdPath path}.mount") (
+            lib.remove persist noexecMounts
+          );
         };
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
+          ExecReload = "${noexecScript} ${lib.escapeShellArgs noexecMounts}";
         };
-        path = [ pkgs.util-linux ];
+        script = ''exec ${noexecScript} "$@"'';
         scriptArgs = lib.escapeShellArgs noexecMounts;
-        script = ''
-          if ! mountpoint -q ${persist}; then
-            mount --bind ${persist} ${persist}
-          fi
-          for target in "$@"; do
-            mount -o remount,bind,noexec,nosuid,nodev "$target"
-          done
-        '';
       };
       # nixpkgs mounts /dev/shm nosuid,nodev (as systemd's mount-setup does); any user can write there.
       boot.specialFileSystems."/dev/shm".options = lib.mkIf cfg.noexec [ "noexec" ];
@@ -265,6 +287,22 @@ in
           growpart "$parent" "$number" || [ "$?" -eq 1 ]
           resize2fs "$part"
         '';
+      };
+    })
+
+    # UEFI: /boot is the EFI system partition (amazon-image's definition, replaced whole: it is a mkDefault
+    # attribute set), persistent and writable; GRUB writes kernels there and never executes them from Linux.
+    (lib.mkIf (cfg.enable && cfg.noexec && !disk.bindBoot && (config.ec2.efi or false)) {
+      fileSystems."/boot" = {
+        device = "/dev/disk/by-label/ESP";
+        fsType = "vfat";
+        options = [
+          "noexec"
+          "nosuid"
+          "nodev"
+          "fmask=0077"
+          "dmask=0077"
+        ];
       };
     })
   ];

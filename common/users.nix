@@ -24,7 +24,7 @@ let
       };
 
       shell = mkOption {
-        type = types.package;
+        type = types.shellPackage;
         default = pkgs.bashInteractive;
         defaultText = lib.literalExpression "pkgs.bashInteractive";
         description = "Login shell. Shells other than bash need their `programs.<shell>.enable` as well.";

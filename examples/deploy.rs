@@ -9,7 +9,8 @@
 //! The private key comes from the environment and is a sensitive value: it never appears in plans, events,
 //! errors or logs, and with `PARANIX_STATE_PASSPHRASE` set it is encrypted in the state file. Optional:
 //! `DEPLOY_PORT` (22), `DEPLOY_USER` (root), `DEPLOY_HEALTH_URL_PATH` with `DEPLOY_HEALTH_PORT` (an HTTP
-//! check), `DEPLOY_CONFIRM_SECS` (how long the host waits for confirmation before rolling back).
+//! check), `DEPLOY_HEALTH_SECS` (how long the check may fail), `DEPLOY_CONFIRM_SECS` (how long the host waits
+//! for the confirmation before rolling back), `DEPLOY_CONNECT_SECS` (the SSH connect timeout).
 
 #![allow(clippy::print_stderr, reason = "an example program talks to its user")]
 
@@ -42,6 +43,12 @@ fn main() -> ExitCode {
     }
     if let Some(secs) = var("DEPLOY_CONFIRM_SECS").and_then(|s| s.parse().ok()) {
         deployment = deployment.confirm_within(Duration::from_secs(secs));
+    }
+    if let Some(secs) = var("DEPLOY_HEALTH_SECS").and_then(|s| s.parse().ok()) {
+        deployment = deployment.health_deadline(Duration::from_secs(secs));
+    }
+    if let Some(secs) = var("DEPLOY_CONNECT_SECS").and_then(|s| s.parse().ok()) {
+        deployment = deployment.connect_timeout(Duration::from_secs(secs));
     }
     if let (Some(path), Some(port)) =
         (var("DEPLOY_HEALTH_URL_PATH"), var("DEPLOY_HEALTH_PORT").and_then(|p| p.parse().ok()))

@@ -524,7 +524,13 @@ fn check_http(spec: &args::CheckSpec, errors: &mut Errors) -> Option<Check> {
                     ok = false;
                 }
             },
-            ("path", ArgValue::Lit(Lit::Str(s))) if s.value().starts_with('/') => path = s.value(),
+            ("path", ArgValue::Lit(Lit::Str(s))) => match catalog::check_http_path(&s.value()) {
+                Ok(()) => path = s.value(),
+                Err(message) => {
+                    errors.push(s.span(), message);
+                    ok = false;
+                }
+            },
             ("path", other) => {
                 errors.push(other.span(), "expected an absolute HTTP path: `path = \"/health\"`");
                 ok = false;

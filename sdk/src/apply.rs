@@ -588,8 +588,13 @@ impl Run<'_> {
                 Step::Read => {
                     let inputs = inputs.unwrap_or_default();
                     let empty = Attrs::new();
-                    let request =
-                        ReadRequest { address: &ctx.address, schema: ctx.schema, inputs: &inputs, outputs: &empty };
+                    let request = ReadRequest {
+                        address: &ctx.address,
+                        schema: ctx.schema,
+                        inputs: &inputs,
+                        outputs: &empty,
+                        configured: None,
+                    };
                     provider.read(ctx.address.kind(), &[request]).await.and_then(|mut found| {
                         match found.pop().flatten() {
                             Some(observed) => Ok(Some(Observed { inputs, outputs: observed.outputs })),

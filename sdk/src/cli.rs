@@ -516,6 +516,8 @@ async fn run_apply(
         // recorded as pending operations, and the lock is left for `state unlock` after checking them.
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         eprintln!("Interrupted again: exiting now; the state holds every finished step.");
+        // No destructor runs on the way out: close the SSH masters and remove the key copies now.
+        crate::nixos::ssh::close_all_now();
         std::process::exit(130);
     });
     let options = ApplyOptions { parallelism: apply.parallelism, observer: ui, cancel };

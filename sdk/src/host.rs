@@ -172,6 +172,7 @@ pub struct HostSpec {
     health_checks: Vec<HealthCheck>,
     health_deadline: Option<Duration>,
     confirm_within: Option<Duration>,
+    connect_timeout: Option<Duration>,
     options: Vec<(Vec<String>, OptionValue)>,
     tags: Vec<(String, String)>,
     ssh: SshOverride,
@@ -200,6 +201,7 @@ impl HostSpec {
             health_checks: Vec::new(),
             health_deadline: None,
             confirm_within: None,
+            connect_timeout: None,
             options: Vec::new(),
             tags: Vec::new(),
             ssh: SshOverride::default(),
@@ -306,9 +308,16 @@ impl HostSpec {
         self
     }
 
-    /// How long the host waits for the deployer's confirmation before rolling itself back.
+    /// How long the host waits for the deployer's confirmation, counted from the end of activation, before
+    /// rolling itself back (see [`Deployment::confirm_within`]).
     pub fn confirm_within(mut self, within: Duration) -> Self {
         self.confirm_within = Some(within);
+        self
+    }
+
+    /// How long one SSH connection may take to be established (see [`Deployment::connect_timeout`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
         self
     }
 
@@ -600,6 +609,9 @@ impl Stack {
         }
         if let Some(within) = spec.confirm_within {
             deployment = deployment.confirm_within(within);
+        }
+        if let Some(timeout) = spec.connect_timeout {
+            deployment = deployment.connect_timeout(timeout);
         }
         let deployment = self.add(deployment);
         HostHandle { instance, system, deployment }

@@ -80,13 +80,11 @@ impl Workspace {
         self
     }
 
-    /// Deploys NixOS systems over SSH, keeping control sockets and temporary keys in a private directory
-    /// under the system's temporary directory (socket paths must stay short).
+    /// Deploys NixOS systems over SSH, keeping each deploy's control socket and temporary key in a private
+    /// directory under the system's temporary directory (socket paths must stay short), removed when the
+    /// deploy ends.
     pub fn with_deployer(mut self) -> Self {
-        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("paranix-ssh-{}-{run}", std::process::id()));
-        let mut deployer = crate::nixos::Deployer::new(dir);
+        let mut deployer = crate::nixos::Deployer::new(std::env::temp_dir());
         if let Some(aws) = &self.aws {
             deployer = deployer.with_aws(aws.clone());
         }
@@ -419,13 +417,28 @@ pub async fn refresh_state(
                     ),
                 )
             })?;
+            // The configuration's inputs, references resolved against the recorded state where it can.
+            let configured: Vec<Option<Attrs>> = items
+                .iter()
+                .map(|(address, _)| {
+                    stack.node(address).map(|node| {
+                        let mut lookup = |r: &crate::attr::Reference| {
+                            let recorded = prior.resources.get(&r.address)?;
+                            recorded.outputs.get(&r.attribute).or_else(|| recorded.inputs.get(&r.attribute)).cloned()
+                        };
+                        node.inputs.iter().map(|(k, v)| (k.clone(), v.resolve(&mut lookup))).collect()
+                    })
+                })
+                .collect();
             let requests: Vec<ReadRequest<'_>> = items
                 .iter()
-                .map(|(address, state)| ReadRequest {
+                .zip(&configured)
+                .map(|((address, state), configured)| ReadRequest {
                     address,
                     schema: stack.node(address).map_or(&crate::stack::REMOTE_STATE, |n| n.schema),
                     inputs: &state.inputs,
                     outputs: &state.outputs,
+                    configured: configured.as_ref(),
                 })
                 .collect();
             let found = provider.read(kind, &requests).await?;
@@ -452,8 +465,13 @@ pub async fn refresh_state(
             _ => {
                 let provider = providers.get(node.address.kind())?;
                 let empty = Attrs::new();
-                let request =
-                    ReadRequest { address: &node.address, schema: node.schema, inputs: &node.inputs, outputs: &empty };
+                let request = ReadRequest {
+                    address: &node.address,
+                    schema: node.schema,
+                    inputs: &node.inputs,
+                    outputs: &empty,
+                    configured: None,
+                };
                 provider.read(node.address.kind(), &[request]).await?.pop().flatten()
             }
         };

@@ -39,6 +39,10 @@ pub struct ReadRequest<'a> {
     pub inputs: &'a Attrs,
     /// The recorded outputs (ids to look up by); empty for data sources.
     pub outputs: &'a Attrs,
+    /// For managed resources, the configuration's inputs now (references resolved against the recorded state
+    /// where it can), when the resource is still declared: what a provider should trust over the recorded
+    /// inputs to reach the resource at all (a rotated SSH host key, say). `None` for data sources.
+    pub configured: Option<&'a Attrs>,
 }
 
 /// Context of one mutating call.

@@ -13,7 +13,9 @@
 # The toplevel looks like a NixOS one where it matters to a deploy tool:
 #   nixos-version                  the tag
 #   system                         the system double, e.g. x86_64-linux
-#   bin/switch-to-configuration    switch|boot|test|dry-activate, see switchScript below
+#   bin/switch-to-configuration    check|switch|boot|test|dry-activate, see switchScript below
+#   init-interface-version         --argstr initInterfaceVersion (default "systemd")
+#   sw/bin/                        the host tools deploy scripts call (see tools), and a fake systemd-run
 #   sw/<package>                   symlinks to the packages
 {
   tag ? "gen1",
@@ -26,6 +28,10 @@
   activate ? "",
   # Shell run at the end of the toplevel's build ($out is set), to add files to it.
   extraBuild ? "",
+  # <toplevel>/init-interface-version: switching between systems whose versions differ exits 100.
+  initInterfaceVersion ? "systemd",
+  # The packages' name (store path names as long as NixOS's make path lists as long as a real closure's).
+  pkgName ? "fake-pkg",
 }:
 let
   mk =
@@ -50,7 +56,7 @@ let
 
   pkgs = builtins.genList (
     i:
-    mk "fake-pkg-${toString i}-1.0" ''
+    mk "${pkgName}-${toString i}-1.0" ''
       set -e
       /bin/mkdir -p $out/bin $out/share
       /usr/bin/yes "fake-pkg-$index salt=$salt" | /usr/bin/head -c $((sizeKiB * 1024)) > $out/share/blob
@@ -63,77 +69,187 @@ let
     }
   ) nPkgs;
 
-  # What a deploy tool runs on the target: <toplevel>/bin/switch-to-configuration ACTION. The target is no
-  # NixOS (no systemd, no bootloader), so the script only records its effect under the target's /run:
-  #   /run/current-system          -> toplevel (switch, test)
-  #   /run/fake-nixos/boot-system  -> toplevel (switch, boot)
-  #   /run/fake-nixos/switch.log   one line per call: "ACTION TOPLEVEL", plus " exit=CODE" if it failed
-  # Failure injection: if /run/fake-nixos/fail-next-switch exists, the next switch|boot|test reads an exit
-  # code from it (1 if empty or not a number), deletes it and exits with that code. With 4 (activated, but
-  # some units failed) and 100 (activated, reboot needed) it first does its work, as real NixOS does; with
-  # any other code it changes nothing. dry-activate changes nothing and leaves the file in place.
-  # @out@ is replaced by the toplevel's path at build time (like the real script, it knows its system).
+  # What a deploy tool runs on the target: <toplevel>/bin/switch-to-configuration ACTION, following the contract
+  # of NixOS 26.05's switch-to-configuration-ng (pkgs/by-name/sw/switch-to-configuration-ng/src/main.rs), step by
+  # step, with the effects recorded under the target's /run (the target is no NixOS: no systemd, no boot loader):
+  #
+  #   usage                 unknown or missing action: usage text, exit 1
+  #   lock                  /run/nixos/switch-to-configuration.lock, taken non-blocking (flock -n): a second
+  #                         switch fails at once with "Could not acquire lock", exit 11 (errno EAGAIN)
+  #   pre-switch checks     unless NIXOS_NO_CHECK=1: /run/fake-nixos/inhibit present -> "Pre-switch checks
+  #                         failed", exit 1, nothing changed
+  #   check                 exit 0 here
+  #   boot loader           switch|boot: /run/fake-nixos/fail-bootloader present -> "Failed to install
+  #                         bootloader", exit 1; else /run/fake-nixos/boot-system -> toplevel
+  #   boot                  exit 0 here
+  #   init interface        <toplevel>/init-interface-version differs from /run/current-system's: the warning
+  #                         "won't take effect until you reboot", exit 100, nothing activated (dry-activate too)
+  #   dry-activate          prints what it would do, exit 0
+  #   activation            switch|test: waits /run/fake-nixos/activation-seconds (if present), links
+  #                         /run/current-system -> toplevel, runs `activate`
+  #   units                 exit 4 after activation when injected (below)
+  #
+  # Failure injection: /run/fake-nixos/fail-next-switch holds an exit code for the next switch|boot|test
+  # (deleted when used): 1 fails before activation (as the pre-switch checks do), 2 fails after linking
+  # /run/current-system (the activation script failed half-way), 4 after a complete activation (units failed),
+  # 100 as an incompatible init does, any other code after activation. Each call appends "ACTION TOPLEVEL" (plus
+  # " exit=CODE" when it failed) to /run/fake-nixos/switch.log. @out@ is replaced by the toplevel's path at build
+  # time (like the real script, it knows its system).
   switchScript = ''
     #!/bin/sh
     toplevel=@out@
     state=/run/fake-nixos
     action="$1"
     case "$action" in
-      switch|boot|test|dry-activate) ;;
-      *) echo "Usage: $0 [switch|boot|test|dry-activate]" >&2; exit 1 ;;
+      check|switch|boot|test|dry-activate) ;;
+      *)
+        echo "Usage: $0 [check|switch|boot|test|dry-activate]" >&2
+        exit 1
+        ;;
     esac
-    /bin/mkdir -p "$state" || exit 1
-    if [ "$action" = dry-activate ]; then
-      echo "$action $toplevel" >> "$state/switch.log"
-      echo "would activate the configuration $toplevel" >&2
-      exit 0
+    /bin/mkdir -p "$state" /run/nixos || exit 1
+    log() { echo "$action $toplevel$1" >> "$state/switch.log"; }
+    exec 9>>/run/nixos/switch-to-configuration.lock
+    if ! /usr/bin/flock -n 9; then
+      echo "Could not acquire lock" >&2
+      log " exit=11"
+      exit 11
     fi
     code=0
-    if [ -e "$state/fail-next-switch" ]; then
+    if [ "$action" != check ] && [ "$action" != dry-activate ] && [ -e "$state/fail-next-switch" ]; then
       code=$(/bin/cat "$state/fail-next-switch")
       /bin/rm -f "$state/fail-next-switch"
       case "$code" in
         ""|*[!0-9]*) code=1 ;;
       esac
-      if [ "$code" != 0 ] && [ "$code" != 4 ] && [ "$code" != 100 ]; then
-        echo "$action $toplevel exit=$code" >> "$state/switch.log"
-        echo "fake-nixos: injected activation failure (exit $code)" >&2
-        exit "$code"
-      fi
     fi
-    echo "activating the configuration $toplevel ($action)..." >&2
+    if [ "''${NIXOS_NO_CHECK:-}" != 1 ] && { [ -e "$state/inhibit" ] || [ "$code" = 1 ]; }; then
+      echo "There are changes to critical components of the system: $(/bin/cat "$state/inhibit" 2>/dev/null)" >&2
+      echo "Pre-switch check 'switchInhibitors' failed" >&2
+      echo "Pre-switch checks failed" >&2
+      log " exit=1"
+      exit 1
+    fi
+    if [ "$action" = check ]; then
+      log ""
+      exit 0
+    fi
     case "$action" in
-      switch|test) /bin/ln -sfn "$toplevel" /run/current-system || exit 1 ;;
-    esac
-    case "$action" in
-      switch|boot) /bin/ln -sfn "$toplevel" "$state/boot-system" || exit 1 ;;
-    esac
-    case "$action" in
-      switch|test)
-        ${activate}
+      switch|boot)
+        if [ -e "$state/fail-bootloader" ]; then
+          echo "Failed to install bootloader" >&2
+          log " exit=1"
+          exit 1
+        fi
+        /bin/ln -sfn "$toplevel" "$state/boot-system" || exit 1
         ;;
     esac
-    if [ "$code" = 0 ]; then
-      echo "$action $toplevel" >> "$state/switch.log"
-    else
-      echo "$action $toplevel exit=$code" >> "$state/switch.log"
-      case "$code" in
-        4) echo "warning: the following units failed: fake-injected.service" >&2 ;;
-        100) echo "fake-nixos: a reboot is needed to finish the switch" >&2 ;;
-      esac
+    if [ "$action" = boot ]; then
+      log ""
+      exit 0
     fi
-    exit "$code"
+    current=$(/bin/cat /run/current-system/init-interface-version 2>/dev/null)
+    if [ "$code" = 100 ] || { [ -n "$current" ] && [ "$current" != "$(/bin/cat "$toplevel/init-interface-version")" ]; }; then
+      echo "Warning: the new NixOS configuration has an ‘init’ that is" >&2
+      echo "incompatible with the current configuration.  The new configuration" >&2
+      echo "won't take effect until you reboot the system." >&2
+      log " exit=100"
+      exit 100
+    fi
+    if [ "$action" = dry-activate ]; then
+      echo "would activate the configuration..." >&2
+      log ""
+      exit 0
+    fi
+    echo "activating the configuration..." >&2
+    if [ -s "$state/activation-seconds" ]; then
+      /bin/sleep "$(/bin/cat "$state/activation-seconds")"
+    fi
+    /bin/ln -sfn "$toplevel" /run/current-system || exit 2
+    if [ "$code" = 2 ]; then
+      echo "Failed to run activate script" >&2
+      log " exit=2"
+      exit 2
+    fi
+    # What activation starts must not inherit the lock (systemd starts services, not the switch).
+    {
+      :
+      ${activate}
+    } 9>&-
+    if [ "$code" != 0 ]; then
+      echo "warning: the following units failed: fake-injected.service" >&2
+      log " exit=$code"
+      exit "$code"
+    fi
+    log ""
+    exit 0
   '';
+
+  # systemd-run as a deploy tool uses it (systemd-run(1): "--unit=", "--service-type=exec", "--collect",
+  # "--quiet"): the command runs as a transient service, in a clean environment with the service manager as its
+  # parent, detached from the caller's session; systemd-run returns once it started. A unit name already in use
+  # by a running unit fails with "Unit NAME.service already exists.". The target has no systemd: the command
+  # runs in a new session (setsid, stdio on /dev/null), its unit recorded in /run/fake-systemd.
+  systemdRun = ''
+    #!/bin/sh
+    unit=run-$$
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --unit) unit=$2; shift 2 ;;
+        --unit=*) unit=''${1#--unit=}; shift ;;
+        --quiet|--collect|--service-type=exec|-q|-G) shift ;;
+        -*) echo "fake systemd-run: unsupported option $1" >&2; exit 1 ;;
+        *) break ;;
+      esac
+    done
+    units=/run/fake-systemd
+    /bin/mkdir -p "$units"
+    if [ -e "$units/$unit" ] && /bin/kill -0 "$(/bin/cat "$units/$unit")" 2>/dev/null; then
+      echo "Failed to start transient service unit: Unit $unit.service already exists." >&2
+      exit 1
+    fi
+    /usr/bin/setsid -f /bin/sh -c 'echo $$ > "$0"; exec "$@"' "$units/$unit" "$@" </dev/null >/dev/null 2>&1 || exit 1
+    echo "$unit" >> "$units/started"
+  '';
+
+  # The host tools a deploy's detached scripts call by absolute path from <system>/sw/bin, as NixOS's
+  # system-path provides them (coreutils, grep, util-linux, findutils, nix).
+  tools = [
+    "/bin/cat"
+    "/bin/date"
+    "/bin/grep"
+    "/bin/kill"
+    "/bin/ln"
+    "/bin/mkdir"
+    "/bin/mv"
+    "/bin/readlink"
+    "/bin/rm"
+    "/bin/sleep"
+    "/bin/touch"
+    "/usr/bin/flock"
+    "/usr/bin/nix-env"
+    "/usr/bin/nix-store"
+    "/usr/bin/setsid"
+    "/usr/bin/xargs"
+  ];
 
   toplevel = mk "nixos-system-fake-${tag}" ''
     set -e
-    /bin/mkdir -p $out/bin $out/sw
+    /bin/mkdir -p $out/bin $out/sw/bin
     printf '%s' "$switchScript" | /bin/sed "s|@out@|$out|g" > $out/bin/switch-to-configuration
     /bin/chmod +x $out/bin/switch-to-configuration
+    printf '%s' "$systemdRun" > $out/sw/bin/systemd-run
+    /bin/chmod +x $out/sw/bin/systemd-run
+    for tool in $tools; do /bin/ln -s "$(/usr/bin/readlink -f $tool)" $out/sw/bin/$(/usr/bin/basename $tool); done
     printf '%s\n' "$tag" > $out/nixos-version
     printf '%s\n' "$system" > $out/system
-    for p in $pkgs; do /bin/ln -s $p $out/sw/$(/usr/bin/basename $p); done
+    printf '%s' "$initInterfaceVersion" > $out/init-interface-version
+    for p in $(/bin/cat "$pkgsPath"); do /bin/ln -s $p $out/sw/$(/usr/bin/basename $p); done
     ${extraBuild}
-  '' { inherit switchScript tag pkgs; };
+  '' {
+    inherit switchScript systemdRun tools tag pkgs initInterfaceVersion;
+    # As a file: the list of a large closure does not fit one environment variable (128 KiB).
+    passAsFile = [ "pkgs" ];
+  };
 in
 toplevel

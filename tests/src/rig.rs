@@ -91,6 +91,7 @@ mkdir -p /etc/nix
 mount --bind "$t/etc-nix" /etc/nix
 mount --bind "$t/run" /run
 mount --bind "$t/root" /root
+mount --bind "$t/home" /home
 exec /usr/sbin/sshd -D -f "$t/sshd_config" -E "$t/sshd.log"
 "#;
 
@@ -184,10 +185,31 @@ impl Rig {
 
     /// Like [`Rig::build_system`] with `n_pkgs` packages of `size_kib` KiB each (`n_pkgs + 2` paths).
     pub fn build_system_with(&self, tag: &str, salt: &str, n_pkgs: u32, size_kib: u32) -> String {
+        self.build(tag, salt, n_pkgs, size_kib, "systemd")
+    }
+
+    /// Like [`Rig::build_system`], with another `init-interface-version`: switching to it from a system with
+    /// the default one exits 100 (an incompatible init: it runs only after a reboot).
+    pub fn build_system_with_init(&self, tag: &str, salt: &str, init_interface_version: &str) -> String {
+        self.build(tag, salt, 3, 16, init_interface_version)
+    }
+
+    /// A system of `n_pkgs` 1 KiB packages whose store path names are as long as a NixOS closure's
+    /// (`/nix/store/<hash>-<name>` of about 90 bytes): 2,000 of them are a closure too large for one command line.
+    pub fn build_large_system(&self, tag: &str, salt: &str, n_pkgs: u32) -> String {
+        self.build_named(tag, salt, n_pkgs, 1, "systemd", "fake-package-named-like-a-real-nixos-one")
+    }
+
+    fn build(&self, tag: &str, salt: &str, n_pkgs: u32, size_kib: u32, init: &str) -> String {
+        self.build_named(tag, salt, n_pkgs, size_kib, init, "fake-pkg")
+    }
+
+    fn build_named(&self, tag: &str, salt: &str, n_pkgs: u32, size_kib: u32, init: &str, name: &str) -> String {
         let nix = Self::fake_system_nix();
         let output = Command::new("nix-build")
             .arg(&nix)
-            .args(["--argstr", "tag", tag, "--argstr", "salt", salt])
+            .args(["--argstr", "tag", tag, "--argstr", "salt", salt, "--argstr", "initInterfaceVersion", init])
+            .args(["--argstr", "pkgName", name])
             .args(["--arg", "nPkgs", &n_pkgs.to_string(), "--arg", "sizeKiB", &size_kib.to_string()])
             .arg("--no-out-link")
             .args(BUILDER_NIX_OPTIONS)
@@ -237,7 +259,7 @@ impl Rig {
         );
         let dir = self.dir.path.join(name);
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {} (target names must be unique): {e}", dir.display()));
-        for sub in ["nix/store", "nix/var/nix", "etc-nix", "etc-upper", "etc-work", "run/sshd"] {
+        for sub in ["nix/store", "nix/var/nix", "etc-nix", "etc-upper", "etc-work", "run/sshd", "home"] {
             fs::create_dir_all(dir.join(sub)).unwrap_or_else(|e| panic!("create {sub} in {}: {e}", dir.display()));
         }
         fs::DirBuilder::new().mode(0o700).recursive(true).create(dir.join("root/.ssh")).expect("create root/.ssh");
@@ -416,6 +438,101 @@ impl Target {
             .expect("append to root's authorized_keys");
     }
 
+    /// The system the target's system profile (`/nix/var/nix/profiles/system`) points to, resolved.
+    pub fn profile(&self) -> Option<String> {
+        let profiles = self.dir.join("nix/var/nix/profiles");
+        let mut link = read_link(&profiles.join("system"))?;
+        for _ in 0..8 {
+            if link.starts_with("/nix/store/") {
+                return Some(link);
+            }
+            link = read_link(&profiles.join(&link))?;
+        }
+        None
+    }
+
+    /// A file of the target's `/run/paranix` (a deploy's markers), if it exists.
+    pub fn marker(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.dir.join("run/paranix").join(name)).ok()
+    }
+
+    /// The names in the target's `/run/paranix`, sorted.
+    pub fn markers(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.dir.join("run/paranix"))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Makes the target's `switch-to-configuration` refuse to switch in its pre-switch checks, naming `what` as
+    /// the critical change (NixOS 26.05's switch inhibitors), until [`Target::clear_inhibitor`].
+    pub fn inhibit_switch(&self, what: &str) {
+        self.write_state("inhibit", what);
+    }
+
+    /// Lifts [`Target::inhibit_switch`].
+    pub fn clear_inhibitor(&self) {
+        let _ = fs::remove_file(self.dir.join("run/fake-nixos/inhibit"));
+    }
+
+    /// Makes every activation on the target take `seconds` (a slow service start).
+    pub fn slow_activation(&self, seconds: u32) {
+        self.write_state("activation-seconds", &seconds.to_string());
+    }
+
+    fn write_state(&self, name: &str, text: &str) {
+        let state = self.dir.join("run/fake-nixos");
+        fs::create_dir_all(&state).expect("create the target's /run/fake-nixos");
+        fs::write(state.join(name), format!("{text}\n")).unwrap_or_else(|e| panic!("write {name}: {e}"));
+    }
+
+    /// Holds the target's switch lock (`/run/nixos/switch-to-configuration.lock`, as a running
+    /// `switch-to-configuration` does) for `seconds`, from a process in the target's namespace.
+    pub fn hold_switch_lock(&self, seconds: u32) {
+        self.ssh(&format!(
+            "mkdir -p /run/nixos && setsid -f flock /run/nixos/switch-to-configuration.lock sleep {seconds} \
+             </dev/null >/dev/null 2>&1; for i in $(seq 50); do flock -n /run/nixos/switch-to-configuration.lock \
+             true || exit 0; sleep 0.05; done; exit 1"
+        ));
+    }
+
+    /// Makes the target look like a host running systemd (`/run/systemd/system` exists), so deploys start
+    /// their work through `systemd-run` (the fake in the deployed system's `sw/bin`, which records the units it
+    /// started in `/run/fake-systemd/started`).
+    pub fn pretend_systemd(&self) {
+        fs::create_dir_all(self.dir.join("run/systemd/system")).expect("create run/systemd/system");
+    }
+
+    /// The transient units the fake `systemd-run` started, in order.
+    pub fn systemd_units(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("run/fake-systemd/started"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Adds a non-root login `user` (key: the rig's client key) with passwordless `sudo`, and runs a Nix daemon
+    /// in the target so the user's Nix commands go through it, as on a multi-user NixOS. With `trusted`, the
+    /// daemon lists the user in `trusted-users` (it may add unsigned paths), as paranix's `deployUser` does;
+    /// without, it refuses them ("lacks a valid signature"). Needs `sudo` (Debian: `apt-get install sudo`).
+    pub fn add_sudo_user(&self, user: &str, trusted: bool) {
+        assert!(Path::new("/usr/bin/sudo").is_file(), "the rig's sudo user needs /usr/bin/sudo: apt-get install sudo");
+        let trusted_users = if trusted { format!("root {user}") } else { "root".to_owned() };
+        let conf = format!("{}trusted-users = {trusted_users}\n", TARGET_NIX_CONF);
+        fs::write(self.dir.join("etc-nix/nix.conf"), conf).expect("write the target's nix.conf");
+        let key = fs::read_to_string(self.client_key.with_extension("pub")).expect("read the client key");
+        self.ssh(&format!(
+            "useradd -m -d /home/{user} -s /bin/sh {user} && usermod -p '*' {user} && mkdir -p /home/{user}/.ssh && \
+             printf '%s' '{key}' > /home/{user}/.ssh/authorized_keys && chown -R {user}: /home/{user} && \
+             echo '{user} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{user} && chmod 0440 /etc/sudoers.d/{user} && \
+             setsid -f nix-daemon </dev/null >/run/nix-daemon.log 2>&1 && \
+             for i in $(seq 100); do [ -S /nix/var/nix/daemon-socket/socket ] && exit 0; sleep 0.05; done; exit 1",
+            key = key.trim()
+        ));
+    }
+
     /// Where the target's `/run/current-system` points (read from the builder side), if it exists.
     pub fn current_system(&self) -> Option<String> {
         read_link(&self.dir.join("run/current-system"))
@@ -432,9 +549,11 @@ impl Target {
         fs::read_to_string(self.dir.join("run/fake-nixos/switch.log")).unwrap_or_default()
     }
 
-    /// Makes the next `switch-to-configuration switch|boot|test` on the target exit with `code` (taken
-    /// modulo 256 by the shell). With 4 (activated, some units failed) and 100 (activated, reboot needed)
-    /// it still does its work first, as NixOS does; with other codes it changes nothing.
+    /// Makes the next `switch-to-configuration switch|boot|test` on the target exit with `code` (taken modulo
+    /// 256 by the shell), at the point NixOS 26.05's would (see `tests/nix/fake-system.nix`): 1 before anything
+    /// is activated (a pre-switch check), 2 after `/run/current-system` moved (the activation script failed
+    /// half-way), 4 and others after a complete activation (units failed), 100 before activation (an
+    /// incompatible init: the boot default moved, nothing else).
     pub fn fail_next_switch(&self, code: i32) {
         let state = self.dir.join("run/fake-nixos");
         fs::create_dir_all(&state).expect("create the target's /run/fake-nixos");

@@ -152,3 +152,21 @@ pub fn is_nitro(instance_type: &str) -> bool {
     let (family, size) = instance_type.split_once('.').unwrap_or((instance_type, ""));
     size.starts_with("metal") || !XEN_FAMILIES.contains(&family)
 }
+
+/// Checks the path of an HTTP health check: it starts with `/` and holds visible ASCII only (no space, CR, LF
+/// or other control character, which would end or split the request line it is written into).
+pub fn check_http_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("the path {path:?} must start with `/`"));
+    }
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "the path {path:?} contains {c:?}: only visible ASCII characters (no spaces or line breaks; \
+             percent-encode them)"
+        ));
+    }
+    if path.len() > 2048 {
+        return Err(format!("the path is {} bytes long; at most 2048", path.len()));
+    }
+    Ok(())
+}

@@ -21,7 +21,12 @@ let
       ./options.nix
       ./impermanence.nix
       (import ./nixpkgs.nix { inherit amazon; })
-      { _module.args.pkgs = pkgs; }
+      {
+        _module.args.pkgs = pkgs;
+        # nixos/lib/utils.nix, the function paranix uses.
+        _module.args.utils.escapeSystemdPath =
+          s: builtins.replaceStrings [ "/" "-" " " ] [ "-" "\\x2d" "\\x20" ] (lib.removePrefix "/" s);
+      }
     ]
     ++ import ../../../nix/modules.nix { inherit configuration options image; }
     ++ extraModules;
@@ -95,6 +100,7 @@ in
     services = lib.sort lib.lessThan (
       lib.attrNames (lib.filterAttrs (_: s: s.enable && s.wantedBy != [ ]) config.systemd.services)
     );
+    noexecScript = config.paranix.paranoid.noexecScript.text or null;
     units = {
       noexec = unit "paranix-noexec-mounts";
       printHostKey = unit "paranix-print-host-key";

@@ -108,14 +108,19 @@ in
           ++ lib.map (k: "HostKey ${k.path}") sshd.hostKeys
         )
       );
-      # One copied file per user with keys: /etc/ssh/authorized_keys.d/<user>, mode 0444.
+      # One copied file per user with keys: /etc/ssh/authorized_keys.d/<user>, mode 0444, the keys joined by
+      # newlines, then each key file's text, as sshd.nix's writeText template lays them out.
       environment.etc = lib.mapAttrs' (
         name: user:
         lib.nameValuePair "ssh/authorized_keys.d/${name}" {
           mode = "0444";
-          text = lib.concatStringsSep "\n" user.openssh.authorizedKeys.keys + "\n";
+          text =
+            lib.concatStringsSep "\n" user.openssh.authorizedKeys.keys
+            + "\n"
+            + lib.concatMapStrings (f: lib.readFile f + "\n") user.openssh.authorizedKeys.keyFiles
+            + "\n";
         }
-      ) (lib.filterAttrs (_: u: u.openssh.authorizedKeys.keys != [ ]) users.users);
+      ) (lib.filterAttrs (_: u: u.openssh.authorizedKeys.keys != [ ] || u.openssh.authorizedKeys.keyFiles != [ ]) users.users);
       networking.firewall.allowedTCPPorts = lib.optionals sshd.openFirewall sshd.ports;
       systemd.services.sshd = {
         wantedBy = [ "multi-user.target" ];
@@ -142,7 +147,8 @@ in
                 name: user:
                 (name == "root" || user.group == "wheel" || lib.elem "wheel" user.extraGroups)
                 && (
-                  user.hashedPassword != null
+                  # allowsLogin: a hash that is not "!"/"*"-like (a locked or disabled password).
+                  (user.hashedPassword != null && !(lib.elem user.hashedPassword [ "" "!" "!!" "*" ]) && !(lib.hasPrefix "!" user.hashedPassword))
                   || user.password != null
                   || user.hashedPasswordFile != null
                   || user.openssh.authorizedKeys.keys != [ ]

@@ -31,6 +31,8 @@ let
     util-linux = fake "util-linux" { };
     e2fsprogs = fake "e2fsprogs" { };
     cloud-utils.guest = fake "cloud-utils-guest" { };
+    # trivial-builders: the script's text is kept, so tests can read (and run) it.
+    writeShellScript = name: text: fake name { inherit text; };
     rustPlatform.buildRustPackage =
       args:
       fake "${args.pname}-${args.version}" {
