@@ -61,6 +61,28 @@ in
       '';
     };
 
+    deployUser = {
+      name = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "deploy";
+        description = ''
+          A non-root account deploys log in as (`HostSpec::ssh_user`, which sets this and `keys`), running their
+          root steps through `sudo`. It is in `wheel` (passwordless sudo, see `security.sudo`) and in Nix's
+          `trusted-users`, so it may copy unsigned closures into the store. Trade-off: a trusted Nix user can
+          become root, but this one already can through sudo, so trusting it adds no power, while signing
+          closures instead would need a signing key on every deploying machine (and, before Nix 2.17, a root or
+          trusted signer there). Root then needs no key at all (`PermitRootLogin no`).
+        '';
+      };
+
+      keys = mkOption {
+        type = types.listOf types.singleLineStr;
+        default = [ ];
+        description = "SSH public keys of the deploy account (the deploy key pair's public half).";
+      };
+    };
+
     host.memoryMiB = mkOption {
       type = types.nullOr types.ints.positive;
       default = null;
@@ -142,10 +164,22 @@ in
     # writing at every boot (/root is a tmpfs on paranoid hosts) is ignored from the first deploy on. Trade-off:
     # apply-ec2-data stays (on hosts without a declared host name it also sets the name from the metadata) rather
     # than being patched; its key write is made harmless here instead of removed.
-    users.users.root.openssh.authorizedKeys.keys = lib.mkIf (!cfg.bootstrap) cfg.rootKeys;
+    users.users = lib.mkMerge [
+      { root.openssh.authorizedKeys.keys = lib.mkIf (!cfg.bootstrap) cfg.rootKeys; }
+      (lib.mkIf (cfg.deployUser.name != null) {
+        ${cfg.deployUser.name} = {
+          isNormalUser = true;
+          description = "paranix deploys";
+          extraGroups = [ "wheel" ];
+          openssh.authorizedKeys.keys = cfg.deployUser.keys;
+        };
+      })
+    ];
     services.openssh.authorizedKeysInHomedir = cfg.bootstrap;
     # NixOS refuses a system nobody can log in to; the image's login is the launch key, which it cannot see.
     users.allowNoPasswordLogin = lib.mkIf cfg.bootstrap (lib.mkDefault true);
+
+    nix.settings.trusted-users = lib.mkIf (cfg.deployUser.name != null) [ cfg.deployUser.name ];
 
     services.amazon-ssm-agent.enable = lib.mkForce cfg.ssmAgent.enable;
 

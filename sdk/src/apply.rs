@@ -70,11 +70,19 @@ pub struct ApplyOptions {
     pub observer: Arc<dyn Observer>,
     /// Stops scheduling when cancelled.
     pub cancel: Cancel,
+    /// A budget shared with other stacks applied at the same time: a step runs only while it holds one of its
+    /// permits. [`crate::ops::apply`] sets one of `parallelism` permits for all the stacks it runs together.
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: DEFAULT_PARALLELISM, observer: Arc::new(Silent), cancel: Cancel::new() }
+        ApplyOptions {
+            parallelism: DEFAULT_PARALLELISM,
+            observer: Arc::new(Silent),
+            cancel: Cancel::new(),
+            budget: None,
+        }
     }
 }
 
@@ -97,6 +105,8 @@ pub struct ApplyReport {
     pub failed: Vec<(Address, Action, String)>,
     /// Planned steps never started (after a failure or cancellation).
     pub not_started: Vec<(Address, Action)>,
+    /// Why the whole stack was not started (another stack of the run failed first), if it was not.
+    pub held_back: Option<String>,
     /// The stack outputs after the apply (sensitive ones redacted).
     pub outputs: BTreeMap<String, Attr>,
     /// The largest number of steps that ran at once.
@@ -108,13 +118,19 @@ pub struct ApplyReport {
 impl ApplyReport {
     /// True when every planned step completed.
     pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.not_started.is_empty()
+        self.failed.is_empty() && self.not_started.is_empty() && self.held_back.is_none()
     }
 
     /// `Ok(self)` on success, else an error summarising the failures.
     pub fn into_result(self) -> Result<ApplyReport> {
         if self.is_success() {
             return Ok(self);
+        }
+        if let Some(why) = &self.held_back {
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                format!("stack {:?} not started ({} step(s)): {why}", self.stack, self.not_started.len()),
+            ));
         }
         let mut message = format!(
             "apply of stack {:?} stopped: {} step(s) failed, {} not started, {} done (state saved)",
@@ -231,7 +247,15 @@ pub async fn apply(
             started_steps.insert(id.clone());
             match run.start(&id, &graph).await {
                 Ok(Some(task)) => {
-                    tasks.spawn(task);
+                    let budget = options.budget.clone();
+                    tasks.spawn(async move {
+                        // Shared with the other stacks of this run: wait for a permit, hold it while running.
+                        let _permit = match &budget {
+                            Some(budget) => budget.clone().acquire_owned().await.ok(),
+                            None => None,
+                        };
+                        task.await
+                    });
                     run.report.max_in_flight = run.report.max_in_flight.max(tasks.len());
                 }
                 Ok(None) => finish(&id, &graph, &mut waiting, &mut ready),

@@ -520,7 +520,7 @@ async fn run_apply(
         crate::nixos::ssh::close_all_now();
         std::process::exit(130);
     });
-    let options = ApplyOptions { parallelism: apply.parallelism, observer: ui, cancel };
+    let options = ApplyOptions { parallelism: apply.parallelism, observer: ui, cancel, budget: None };
     let reports = ops::apply(project, ws, plan, &options).await?;
     if !json {
         summarise(&reports);
@@ -533,6 +533,10 @@ async fn run_apply(
 
 fn summarise(reports: &[ApplyReport]) {
     for r in reports {
+        if let Some(why) = &r.held_back {
+            println!("\n{}: not started ({why}).", r.stack);
+            continue;
+        }
         let count = |a: Action| r.done.iter().filter(|(_, x)| *x == a).count();
         println!(
             "\n{}: {} created, {} updated, {} destroyed, {} skipped{}.",

@@ -353,7 +353,11 @@ impl HostSpec {
         self
     }
 
-    /// Logs in as `user` instead of root (the deploy then runs its root steps with `sudo -n`).
+    /// Logs in as `user` instead of root: the deploy runs its root steps with `sudo -n`, and the host's system
+    /// gets `user` as its deploy account (`paranix.deployUser`: the deploy key, wheel, Nix `trusted-users`),
+    /// while root gets no key (unless [`HostSpec::root_key`]). The machine must already have that account when
+    /// the first deploy logs in: the image admits root only, so declare `paranix.deployUser` in the image's
+    /// configuration too (with a key you have), or deploy as root first.
     pub fn ssh_user(mut self, user: impl Into<String>) -> Self {
         self.ssh.user = Some(user.into());
         self
@@ -477,24 +481,36 @@ impl Stack {
         // keys declared here, nothing else: common/default.nix writes `paranix.rootKeys` to
         // /etc/ssh/authorized_keys.d/root and stops reading ~/.ssh/authorized_keys once deployed. (The image
         // admits the EC2 launch key instead, until the first deploy: nix/README.md, "Bootstrap".)
-        let as_root = spec.ssh.user.as_deref().is_none_or(|user| user == "root");
-        let deploy_key = if as_root {
-            spec.deploy_public_key.clone().or_else(|| key_pair_public_key(spec.key_name.as_ref()))
-        } else {
-            None
-        };
-        if as_root && spec.deploy && deploy_key.is_none() && spec.root_keys.is_empty() {
+        // A non-root deploy user gets the deploy key instead (`paranix.deployUser`: wheel, Nix trusted-users), and
+        // root no key at all unless `root_key`s are declared.
+        let user = spec.ssh.user.as_deref().filter(|user| *user != "root");
+        let deploy_key = spec.deploy_public_key.clone().or_else(|| key_pair_public_key(spec.key_name.as_ref()));
+        if spec.deploy && deploy_key.is_none() && (user.is_some() || spec.root_keys.is_empty()) {
+            let (field, who) = match user {
+                Some(_) => ("values.options.paranix.deployUser.keys", "the deploy user"),
+                None => ("values.options.paranix.rootKeys", "root"),
+            };
             self.record_error(
                 address,
-                "values.options.paranix.rootKeys",
-                "the deploy logs in as root, but no key would be admitted for root on the deployed system, which \
-                 would lock the deploy out: give the host a managed key pair's `key_name()` (its public key is \
-                 admitted automatically), or `HostSpec::deploy_public_key(...)` / `root_key(...)`",
+                field,
+                format!(
+                    "no key would be admitted for {who} on the deployed system, which would lock the deploy out: give \
+                     the host a managed key pair's `key_name()` (its public key is admitted automatically), or \
+                     `HostSpec::deploy_public_key(...)`"
+                ),
             );
         }
-        let keys: Vec<Attr> = deploy_key.iter().chain(&spec.root_keys).map(Value::to_attr).collect();
-        if !keys.is_empty() {
-            system = system.option_attr(&["paranix", "rootKeys"], Attr::List(keys));
+        let (root_keys, deploy_user_key) = match user {
+            None => (deploy_key.iter().chain(&spec.root_keys).map(Value::to_attr).collect::<Vec<_>>(), None),
+            Some(_) => (spec.root_keys.iter().map(Value::to_attr).collect(), deploy_key.map(|k| k.to_attr())),
+        };
+        if !root_keys.is_empty() {
+            system = system.option_attr(&["paranix", "rootKeys"], Attr::List(root_keys));
+        }
+        if let (Some(user), Some(key)) = (user, deploy_user_key) {
+            system = system
+                .option_attr(&["paranix", "deployUser", "name"], Attr::str(user))
+                .option_attr(&["paranix", "deployUser", "keys"], Attr::List(vec![key]));
         }
 
         // What the machine can hold: services that do not fit are off by default there (common/default.nix).

@@ -82,8 +82,10 @@ impl Workspace {
 
     /// Deploys NixOS systems over SSH, keeping each deploy's control socket and temporary key in a private
     /// directory under the system's temporary directory (socket paths must stay short), removed when the
-    /// deploy ends.
+    /// deploy ends. Directories and SSH masters left there by killed runs are cleaned first.
     pub fn with_deployer(mut self) -> Self {
+        // What killed runs left there (SSH masters, key copies) goes now, whatever this run does next.
+        crate::nixos::ssh::clean_leftovers(&std::env::temp_dir());
         let mut deployer = crate::nixos::Deployer::new(std::env::temp_dir());
         if let Some(aws) = &self.aws {
             deployer = deployer.with_aws(aws.clone());
@@ -532,32 +534,123 @@ pub async fn apply(
             crate::apply::check_fresh(p, stack, &state)?;
             states.push(Some(state));
         }
-        let mut reports = Vec::new();
-        for (i, ((stack, p, store), state)) in work.iter().zip(states).enumerate() {
-            let state = match state {
-                Some(state) => state,
-                None => {
-                    store.lock(operation).await?;
-                    locked.push(i);
-                    let state = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
-                    crate::apply::check_fresh(p, stack, &state)?;
-                    state
+        // Stacks run as soon as the stacks they depend on are done, the independent ones at the same time, all
+        // under one budget of `parallelism` steps. After a failure no further stack starts; each one left is
+        // reported as held back.
+        let stacks: Vec<&Stack> = work.iter().map(|(stack, _, _)| stack).collect();
+        let destroy = plan.stacks.iter().any(|p| p.destroy);
+        let deps = stack_dependencies(&stacks, destroy);
+        let options = ApplyOptions {
+            budget: Some(Arc::new(tokio::sync::Semaphore::new(options.parallelism.max(1)))),
+            ..options.clone()
+        };
+        let mut states: Vec<Option<Option<State>>> = states.into_iter().map(Some).collect();
+        let mut reports: Vec<Option<ApplyReport>> = work.iter().map(|_| None).collect();
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut failed: Option<String> = None;
+        loop {
+            if failed.is_none() {
+                for i in 0..work.len() {
+                    let ready = states[i].is_some()
+                        && deps[i].iter().all(|&d| reports[d].as_ref().is_some_and(ApplyReport::is_success));
+                    if !ready {
+                        continue;
+                    }
+                    let state = states[i].take().expect("checked above");
+                    let (stack, p, store) = (&work[i].0, work[i].1, &work[i].2);
+                    let (providers, options) = (&ws.providers, &options);
+                    running.push(async move {
+                        let (state, newly_locked) = match state {
+                            Some(state) => (state, false),
+                            None => {
+                                store.lock(operation).await?;
+                                let state = store.load().await?.unwrap_or_else(|| State::new(stack.name()));
+                                crate::apply::check_fresh(p, stack, &state)?;
+                                (state, true)
+                            }
+                        };
+                        let report = apply_stack(p, stack, providers, store.as_ref(), state, options).await;
+                        Ok::<_, Error>((i, newly_locked, report))
+                    });
                 }
-            };
-            let report = apply_stack(p, stack, &ws.providers, store.as_ref(), state, options).await?;
-            let ok = report.is_success();
-            reports.push(report);
-            if !ok {
-                break;
             }
+            let Some(finished) = futures::StreamExt::next(&mut running).await else { break };
+            let (i, newly_locked, report) = finished?;
+            if newly_locked {
+                locked.push(i);
+            }
+            let report = report?;
+            if !report.is_success() && failed.is_none() {
+                failed = Some(report.stack.clone());
+            }
+            reports[i] = Some(report);
         }
-        Ok::<_, Error>(reports)
+        Ok::<_, Error>(
+            reports
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, report)| match report {
+                    Some(report) => Some(report),
+                    // Never started: held back by a failure.
+                    None => failed.as_ref().map(|stack| ApplyReport {
+                        stack: work[i].0.name().to_owned(),
+                        not_started: work[i]
+                            .1
+                            .changes
+                            .iter()
+                            .filter(|c| c.action != Action::NoOp)
+                            .map(|c| (c.address.clone(), c.action))
+                            .collect(),
+                        held_back: Some(format!("stack {stack:?} failed first")),
+                        ..ApplyReport::default()
+                    }),
+                })
+                .collect::<Vec<_>>(),
+        )
     }
     .await;
     for i in locked {
         let _ = work[i].2.unlock().await;
     }
     result
+}
+
+/// For each stack, the stacks (indexes into `stacks`) that must be applied before it: those whose outputs it
+/// reads (`RemoteState`) and the one that creates the bucket its state lives in. A destroy runs the other way
+/// round: a stack goes before the stacks it depended on.
+fn stack_dependencies(stacks: &[&Stack], destroy: bool) -> Vec<std::collections::BTreeSet<usize>> {
+    let index = |name: &str| stacks.iter().position(|s| s.name() == name);
+    let mut deps: Vec<std::collections::BTreeSet<usize>> = stacks.iter().map(|_| Default::default()).collect();
+    for (i, stack) in stacks.iter().enumerate() {
+        for node in stack.nodes() {
+            if node.schema.kind == crate::stack::REMOTE_STATE.kind
+                && let Some(j) = node.inputs.get("stack").and_then(Attr::as_str).and_then(index)
+                && j != i
+            {
+                deps[i].insert(j);
+            }
+        }
+        if let Backend::S3 { bucket, .. } = stack.state_backend() {
+            for (j, other) in stacks.iter().enumerate() {
+                let makes_it = other.nodes().iter().any(|n| {
+                    n.address.kind() == "aws_s3_bucket" && n.inputs.get("bucket").and_then(Attr::as_str) == Some(bucket)
+                });
+                if j != i && makes_it {
+                    deps[i].insert(j);
+                }
+            }
+        }
+    }
+    if destroy {
+        let mut reversed: Vec<std::collections::BTreeSet<usize>> = stacks.iter().map(|_| Default::default()).collect();
+        for (i, ds) in deps.iter().enumerate() {
+            for &j in ds {
+                reversed[j].insert(i);
+            }
+        }
+        return reversed;
+    }
+    deps
 }
 
 /// The recorded outputs of `stack`, sensitive values redacted unless `reveal` is true.

@@ -853,3 +853,134 @@ async fn a_system_built_from_rust_values_is_planned_by_store_path_and_deployed()
         target.current_system()
     );
 }
+
+#[test]
+fn a_run_killed_at_any_deploy_phase_leaves_masters_and_key_copies_that_the_next_run_cleans() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+
+    let rig = Rig::new();
+    let target = rig.target("killed");
+    let key = std::fs::read_to_string(rig.client_key()).expect("the rig's client key");
+    let w = Windows::measure(&target);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str], state: &std::path::Path, toplevel: &str| {
+        let mut command = Command::new(crate::support::example("deploy"));
+        command
+            .args(args)
+            .env("DEPLOY_HOST", target.addr())
+            .env("DEPLOY_PORT", target.port().to_string())
+            .env("DEPLOY_HOST_KEY", target.host_public_key())
+            .env("DEPLOY_TOPLEVEL", toplevel)
+            .env("DEPLOY_SSH_KEY", &key)
+            .env("DEPLOY_CONNECT_SECS", w.connect.as_secs().to_string())
+            .env("DEPLOY_HEALTH_SECS", w.health.as_secs().to_string())
+            .env("DEPLOY_CONFIRM_SECS", w.confirm().as_secs().to_string())
+            .env("PARANIX_STATE_DIR", state)
+            .env("TMPDIR", tmp.path())
+            .env_remove("AWS_REGION")
+            .stdin(Stdio::null());
+        command
+    };
+    let ours = |pid: u32| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(tmp.path())
+            .expect("read TMPDIR")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("paranix-ssh-{pid}-"))))
+            .collect()
+    };
+    let tmp_path = tmp.path().display().to_string();
+    for (i, phase) in ["connecting", "copying", "activating", "logging in afresh", "confirming"].into_iter().enumerate()
+    {
+        let toplevel = rig.build_system(&format!("gen{i}"), "killed");
+        let state = tempfile::tempdir().expect("state");
+        let mut child = run(&["up", "--yes"], state.path(), &toplevel).stderr(Stdio::piped()).spawn().expect("spawn");
+        let pid = child.id();
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut seen = Vec::new();
+        for line in stderr.lines() {
+            let line = line.expect("read stderr");
+            let reached = line.contains(&format!(": {phase}"));
+            seen.push(line);
+            if reached {
+                break;
+            }
+        }
+        // SIGKILL: no destructor, no signal handler runs.
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = child.wait();
+        let dirs = ours(pid);
+        assert_eq!(dirs.len(), 1, "killed at {phase:?}: its work directory is left ({seen:?})");
+        assert!(dirs[0].join("id").exists(), "killed at {phase:?}: with the private key copy in it");
+        if phase != "connecting" {
+            assert_eq!(masters_matching(&tmp_path).len(), 1, "killed at {phase:?}: and its SSH master");
+        }
+
+        // The next run (any command that can deploy) finds and cleans them.
+        let next = run(&["plan"], state.path(), &toplevel).output().expect("run plan");
+        assert!(ours(pid).is_empty(), "killed at {phase:?}: the work directory was not cleaned: {next:?}");
+        eventually_blocking(Duration::from_secs(5), || masters_matching(&tmp_path).is_empty());
+        assert!(masters_matching(&tmp_path).is_empty(), "killed at {phase:?}: the master still runs");
+    }
+}
+
+/// Waits (blocking) until `done` holds or `within` passes.
+fn eventually_blocking(within: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !done() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn independent_stacks_deploy_at_the_same_time_and_a_failed_one_holds_back_its_dependents() {
+    let rig = Rig::new();
+    let targets: Vec<Target> = (0..4).map(|i| rig.target(&format!("s{i}"))).collect();
+    let system = rig.build_system("gen1", "stacks");
+    for t in &targets {
+        t.slow_activation(2);
+    }
+    // Four one-host stacks, nothing between them: their activations overlap.
+    let mut project = Project::new();
+    for (i, t) in targets.iter().enumerate() {
+        let mut stack = Stack::new(format!("host{i}"));
+        stack.add(deployment("h", &rig, t, &system));
+        project = project.stack(stack);
+    }
+    let d = Deploy::new();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    d.up(&project, move |note| seen.lock().expect("mutex").push(note.to_owned())).await.expect("all four");
+    let order = order.lock().expect("mutex").clone();
+    let first_done = order.iter().position(|n| n.contains("logging in afresh")).expect("a login");
+    let activating = order[..first_done].iter().filter(|n| n.contains("activating")).count();
+    assert_eq!(activating, 4, "all four activations started before any finished: {order:#?}");
+    for t in &targets {
+        assert_eq!(t.current_system().as_deref(), Some(system.as_str()));
+    }
+
+    // A stack that reads another's outputs waits for it, and is not started when it fails; an independent one
+    // goes ahead.
+    let (base_t, app_t, other_t) = (rig.target("base"), rig.target("app"), rig.target("other"));
+    base_t.fail_next_switch(4);
+    let mut base = Stack::new("base");
+    base.add(deployment("h", &rig, &base_t, &system));
+    let mut app = Stack::new("app");
+    app.add(RemoteState::of(&base));
+    app.add(deployment("h", &rig, &app_t, &system));
+    let mut other = Stack::new("other");
+    other.add(deployment("h", &rig, &other_t, &system));
+    let project = Project::new().stack(base).stack(app).stack(other);
+    let plan = ops::plan(&project, &d.ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    let reports = ops::apply(&project, &d.ws, &plan, &ApplyOptions::default()).await.expect("apply runs");
+    let by_stack = |name: &str| reports.iter().find(|r| r.stack == name).expect("a report per stack");
+    assert_eq!(by_stack("base").failed.len(), 1);
+    assert_eq!(by_stack("app").held_back.as_deref(), Some("stack \"base\" failed first"));
+    assert_eq!(by_stack("app").not_started.len(), 1, "its deployment: {:?}", by_stack("app"));
+    assert!(by_stack("other").is_success(), "{:?}", by_stack("other"));
+    assert_eq!(app_t.current_system(), None);
+    assert_eq!(other_t.current_system().as_deref(), Some(system.as_str()));
+    let err = reports.into_iter().find(|r| r.stack == "app").expect("app").into_result().expect_err("held back");
+    assert!(err.to_string().contains("stack \"app\" not started"), "{err}");
+}

@@ -219,6 +219,18 @@ fn extra_root_keys_and_staff_keys_are_admitted_next_to_the_deploy_key() {
 }
 
 #[test]
+fn a_non_root_deploy_user_gets_the_deploy_key_sudo_and_nix_trust_and_root_no_login() {
+    let values = printerfacts_values(|h| h.ssh_user("deploy"));
+    assert_eq!(values["options"]["paranix"]["deployUser"], json!({ "name": "deploy", "keys": [DEPLOY_KEY] }));
+    let system = Scenario { options: Some(values), ..Scenario::default() }.evaluate();
+    assert_eq!(system["failedAssertions"], json!([]), "{system:#}");
+    assert_eq!(system["sshd"]["settings"]["PermitRootLogin"], "no");
+    assert_eq!(system["sshd"]["authorizedKeys"], json!({ "deploy": format!("{DEPLOY_KEY}\n\n") }));
+    assert_eq!(system["users"]["deploy"]["extraGroups"], json!(["wheel"]));
+    assert_eq!(system["nixSettings"]["trusted-users"], json!(["deploy"]));
+}
+
+#[test]
 fn a_deployed_system_with_no_key_for_anyone_is_refused_by_nixos() {
     // What the Rust code would pass if nothing wired a key: root login off, and NixOS's own assertion refuses
     // the system (nobody could log in), so such a system is never built, let alone deployed.

@@ -153,6 +153,19 @@ impl Target {
         options
     }
 
+    /// `NIX_SSHOPTS` for Nix's own `ssh`: the control socket `socket` (used while the master is up) plus the
+    /// pinned options, so a connection Nix opens by itself is checked exactly as the master was.
+    pub(crate) fn nix_sshopts(&self, socket: &Path) -> String {
+        let mut options = vec![
+            "-o".to_owned(),
+            format!("ControlPath={}", socket.display()),
+            "-o".to_owned(),
+            "ControlMaster=no".to_owned(),
+        ];
+        options.extend(self.ssh_options().iter().map(|o| o.to_string_lossy().into_owned()));
+        options.join(" ")
+    }
+
     /// `host:port` for messages.
     pub fn display(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -499,14 +512,7 @@ impl Connection {
     /// options. Nix splits it on whitespace, so no path in it may contain any (the work directory's do not;
     /// an identity file with a space is refused at plan time).
     pub(crate) fn nix_sshopts(&self) -> String {
-        let mut options = vec![
-            "-o".to_owned(),
-            format!("ControlPath={}", self.socket.display()),
-            "-o".to_owned(),
-            "ControlMaster=no".to_owned(),
-        ];
-        options.extend(self.target.ssh_options().iter().map(|o| o.to_string_lossy().into_owned()));
-        options.join(" ")
+        self.target.nix_sshopts(&self.socket)
     }
 
     /// Runs `argv` on the host (through `sudo -n` for non-root users).
@@ -551,7 +557,54 @@ impl Drop for Connection {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_host, check_user, shell_quote};
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::{HostKeyPolicy, Target, check_host, check_user, shell_quote};
+
+    fn target(policy: HostKeyPolicy, known_hosts: PathBuf) -> Target {
+        Target {
+            host: "203.0.113.7".into(),
+            port: 2222,
+            user: "root".into(),
+            identity: PathBuf::from("/tmp/paranix-ssh-1-0/id"),
+            host_key: policy,
+            known_hosts,
+            connect_timeout: Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn every_ssh_invocation_pins_the_host_key_and_the_identity_and_reads_no_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let known = dir.path().join("known_hosts");
+        let pinned = target(HostKeyPolicy::Pinned("ssh-ed25519 AAAA".into()), known.clone());
+        let opts = pinned.nix_sshopts(Path::new("/tmp/paranix-ssh-1-0/s"));
+        for expected in [
+            "-F none",
+            "-o BatchMode=yes",
+            "-o StrictHostKeyChecking=yes",
+            &format!("-o UserKnownHostsFile={}", known.display()),
+            "-o GlobalKnownHostsFile=/dev/null",
+            "-o IdentitiesOnly=yes",
+            "-o IdentityAgent=none",
+            "-o IdentityFile=/tmp/paranix-ssh-1-0/id",
+            "-o ControlPath=/tmp/paranix-ssh-1-0/s",
+            "-o Port=2222",
+            "-o User=root",
+        ] {
+            assert!(opts.contains(expected), "{expected:?} missing from {opts}");
+        }
+        assert!(!opts.contains("StrictHostKeyChecking=no"), "{opts}");
+
+        // Trust on first use: `accept-new` for the very first connection only; once a key is known, `yes`.
+        let tofu = target(HostKeyPolicy::TrustOnFirstUse, known.clone());
+        let first = tofu.nix_sshopts(Path::new("/s"));
+        assert!(first.contains("StrictHostKeyChecking=accept-new"), "{first}");
+        std::fs::write(&known, "[203.0.113.7]:2222 ssh-ed25519 AAAA\n").expect("write");
+        let later = tofu.nix_sshopts(Path::new("/s"));
+        assert!(later.contains("StrictHostKeyChecking=yes"), "{later}");
+    }
 
     #[test]
     fn hosts_that_ssh_would_read_as_options_or_users_are_refused() {
