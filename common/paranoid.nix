@@ -47,11 +47,16 @@ let
     set -eu
     PATH=${lib.makeBinPath [ pkgs.util-linux ]}
     if ! mountpoint -q ${persist}; then
-      mount --bind ${persist} ${persist}
+      # Recursive: the persisted directories mounted inside one another (/var/lib/nixos in /var/lib) show up
+      # below /nix/persist too, by propagation.
+      mount --rbind ${persist} ${persist}
     fi
     for target in "$@"; do
       findmnt -rn -o TARGET -R "$target" | while read -r mounted; do
-        mount -o remount,bind,noexec,nosuid,nodev "$mounted"
+        # A mount hidden under a later one is listed but cannot be reached by its path (nor executed from).
+        if mountpoint -q "$mounted"; then
+          mount -o remount,bind,noexec,nosuid,nodev "$mounted"
+        fi
       done
     done
   '';

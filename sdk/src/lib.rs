@@ -53,8 +53,10 @@
 //! - **State is written after every step**, atomically, with an intent journal, under a lock that names its
 //!   holder ([`state`]). A run killed at any point is taken over by the next: creates retry with the same
 //!   idempotency tokens, so nothing is made twice.
-//! - **NixOS deploys roll back by themselves**: host keys pinned, a watchdog armed on the host before anything
-//!   changes, confirmation over a fresh connection, health checks; a rollback fails the run ([`nixos::deploy`]).
+//! - **NixOS deploys never lose a host**: host keys pinned on every SSH connection, the switch and its watchdog
+//!   detached on the host, exactly one decision per deploy (confirmed after a fresh login and the health checks,
+//!   or rolled back by the host itself), a deploy left unconfirmed by a killed run settled by the next one; a
+//!   rollback fails the run and says what the host runs ([`nixos::deploy`]).
 //! - **Wrong wiring does not compile** ([`value`]): fields take `impl Into<Value<T>>`, so an ARN cannot be
 //!   passed where an AMI id belongs. Bad values are reported all at once, naming resource and field, before
 //!   any API call.

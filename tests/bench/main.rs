@@ -43,7 +43,8 @@ fn main() {
         println!("  peak RSS {} MiB", peak_rss_kib() / 1024);
         return;
     }
-    let chosen: Vec<String> = if args.is_empty() { ["A", "B", "C", "D", "E"].map(String::from).to_vec() } else { args };
+    let chosen: Vec<String> =
+        if args.is_empty() { ["A", "B", "C", "D", "E", "F"].map(String::from).to_vec() } else { args };
     println!("paranix benchmark, {} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), date());
     for scenario in chosen {
         let status =
@@ -115,6 +116,7 @@ async fn run(scenario: &str) {
         "C" => scenario_c().await,
         "D" => scenario_d(),
         "E" => scenario_e().await,
+        "F" => scenario_f().await,
         other => eprintln!("unknown scenario {other}"),
     }
 }
@@ -391,4 +393,56 @@ async fn scenario_e() {
         }
         println!("E  unchanged closure to {count} host(s): median {:?}", median(samples));
     }
+}
+
+/// F: deploying a new system (one path to copy, a switch, a fresh login, a confirmation) with one one-host stack,
+/// and with four independent one-host stacks, which run at the same time.
+async fn scenario_f() {
+    use paranix::nixos::Deployment;
+    let rig = paranix_tests::rig::Rig::new();
+    let single = rig.target("f-single");
+    let targets: Vec<_> = (0..4).map(|i| rig.target(&format!("f{i}"))).collect();
+    let deployment = |t: &paranix_tests::rig::Target, system: &str| {
+        Deployment::new("h")
+            .host(t.addr())
+            .port(i64::from(t.port()))
+            .host_key(t.host_public_key())
+            .identity_file(rig.client_key())
+            .toplevel(system.to_owned())
+    };
+    let apply = |project: Project| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspace::new(dir.path()).with_deployer();
+        let t = Instant::now();
+        let plan = ops::plan(&project, &ws, &PlanRequest::default(), &Silent).await.expect("plan");
+        for r in ops::apply(&project, &ws, &plan, &ApplyOptions::default()).await.expect("deploy") {
+            r.into_result().expect("deploy");
+        }
+        t.elapsed()
+    };
+    let (mut one, mut four) = (Vec::new(), Vec::new());
+    for sample in 0..6 {
+        // A new generation each time: one path to copy, everything else in place.
+        let system = rig.build_system(&format!("f{sample}"), "bench-f");
+        let mut stack = Stack::new("host");
+        stack.add(deployment(&single, &system));
+        let elapsed = apply(Project::new().stack(stack)).await;
+        let mut project = Project::new();
+        for (i, t) in targets.iter().enumerate() {
+            let mut stack = Stack::new(format!("host{i}"));
+            stack.add(deployment(t, &system));
+            project = project.stack(stack);
+        }
+        let elapsed_four = apply(project).await;
+        // The first round copies the shared dependencies too; the rest are what a redeploy costs.
+        if sample > 0 {
+            one.push(elapsed);
+            four.push(elapsed_four);
+        }
+    }
+    let (one, four) = (median(one), median(four));
+    println!(
+        "F  new system, 1 one-host stack: median {one:?}; 4 independent one-host stacks: median {four:?} ({:.2}x)",
+        four.as_secs_f64() / one.as_secs_f64()
+    );
 }

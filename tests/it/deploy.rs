@@ -553,6 +553,41 @@ async fn exit_100_records_the_running_system_and_the_boot_default_apart_and_the_
 }
 
 #[tokio::test]
+async fn with_reboot_if_needed_an_exit_100_reboots_into_the_new_system_and_back_when_it_is_unhealthy() {
+    let rig = Rig::new();
+    let target = rig.target("rebooted");
+    let gen1 = rig.build_system("gen1", "rebooted");
+    let d = Deploy::new();
+    d.up(&project(vec![deployment("h", &rig, &target, &gen1)]), |_| {}).await.expect("gen1");
+    let gen2 = rig.build_system_with_init("gen2", "rebooted", "systemd-next");
+    let next = project(vec![deployment("h", &rig, &target, &gen2).reboot_if_needed(true)]);
+    d.up(&next, |_| {}).await.expect("rebooted into gen2");
+    assert!(d.notes().contains("rebooting"), "{}", d.notes());
+    assert_eq!(target.current_system().as_deref(), Some(gen2.as_str()));
+    assert!(
+        target.switch_log().contains(&format!("switch {gen2} exit=100\nreboot {gen2}\n")),
+        "{}",
+        target.switch_log()
+    );
+    assert!(d.plan(&next).await.is_empty());
+
+    // Unhealthy after the reboot: the previous system becomes the boot default again, and the host reboots
+    // into it.
+    let gen3 = rig.build_system_with_init("gen3", "rebooted", "systemd-next-next");
+    let sick = deployment("h", &rig, &target, &gen3).reboot_if_needed(true).health_check(HealthCheck::command([
+        "test",
+        "-e",
+        "/run/no-such-file",
+    ]));
+    let err = d.up(&project(vec![sick]), |_| {}).await.expect_err("unhealthy");
+    let text = err.to_string();
+    assert!(text.contains(&format!("rolled back to {gen2} (rebooted into it)")), "{text}");
+    assert!(text.contains("failed after the reboot"), "{text}");
+    assert_eq!(target.current_system().as_deref(), Some(gen2.as_str()));
+    assert_eq!(target.profile().as_deref(), Some(gen2.as_str()));
+}
+
+#[tokio::test]
 async fn inhibitors_stop_a_deploy_before_anything_changes_and_a_held_lock_is_waited_for() {
     let rig = Rig::new();
     let target = rig.target("inhibited");

@@ -342,7 +342,7 @@ fn the_persisted_state_is_mounted_noexec_nosuid_nodev_like_the_tmpfs_root() {
     // Every mount at or below each path (mount propagation copies the bind of /nix/persist to
     // /disk/nix/persist), and again whenever a deploy reloads one of those mounts.
     let script = system["noexecScript"].as_str().expect("script");
-    assert!(script.contains("mount --bind /nix/persist /nix/persist"), "{script}");
+    assert!(script.contains("mount --rbind /nix/persist /nix/persist"), "{script}");
     assert!(script.contains("findmnt -rn -o TARGET -R \"$target\""), "{script}");
     assert!(script.contains("mount -o remount,bind,noexec,nosuid,nodev \"$mounted\""), "{script}");
     assert!(unit["serviceConfig"]["ExecReload"].as_str().is_some_and(|c| c.ends_with(&targets.join(" "))), "{unit:#}");
@@ -536,4 +536,78 @@ fn the_real_system_and_image_derivations_instantiate_with_the_pinned_nixpkgs() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).trim().ends_with(".drv"));
     }
+}
+
+/// Replays the boot-time mounts of a paranoid host in a private mount namespace (a tmpfs for the partition,
+/// shared as systemd makes every mount; `/nix` and the persisted directories bound from it as impermanence
+/// does), runs the script of `paranix-noexec-mounts` as the evaluated system has it, and tries to execute a
+/// program stored in the persisted `/var/lib` under each path that reaches it.
+const NOEXEC_REPLAY: &str = r#"set -eu
+root=$1 script=$2
+mount -t tmpfs tmpfs "$root"
+mkdir -p "$root/bin" "$root/usr" "$root/lib" "$root/lib64" "$root/proc" "$root/disk" "$root/nix" "$root/boot" \
+  "$root/var/lib" "$root/var/log" "$root/srv" "$root/etc/nixos"
+for d in bin usr lib lib64; do if [ -d "/$d" ]; then mount --bind "/$d" "$root/$d"; fi; done
+mount -t proc proc "$root/proc"
+mount -t tmpfs disk "$root/disk"
+mount --make-shared "$root/disk"
+mkdir -p "$root/disk/nix/persist/var/lib/nixos" "$root/disk/nix/persist/var/log" "$root/disk/nix/persist/srv" \
+  "$root/disk/nix/persist/etc/nixos" "$root/disk/boot"
+mount --bind "$root/disk/nix" "$root/nix"
+mount --bind "$root/disk/boot" "$root/boot"
+for d in etc/nixos srv var/lib var/log var/lib/nixos; do mount --bind "$root/nix/persist/$d" "$root/$d"; done
+cp /bin/true "$root/nix/persist/var/lib/program"
+cp /bin/true "$root/nix/store-program"
+chroot "$root" /bin/sh "$script" /etc/nixos /srv /var/lib /var/log /var/lib/nixos /nix/persist /disk /boot
+cp /bin/true "$root/nix/persist/var/lib/nixos/program"
+for path in /var/lib/program /nix/persist/var/lib/program /disk/nix/persist/var/lib/program \
+  /var/lib/nixos/program /nix/persist/var/lib/nixos/program /disk/nix/persist/var/lib/nixos/program \
+  /nix/store-program; do
+  if chroot "$root" "$path" 2>/dev/null; then echo "runs $path"; else echo "refused $path"; fi
+done
+"#;
+
+#[test]
+fn the_noexec_unit_closes_every_path_to_the_persisted_files_on_a_replay_of_the_boot_mounts() {
+    let system = deployed(|h| h);
+    let script = system["noexecScript"].as_str().expect("the script");
+    // The script's PATH names util-linux in the store; here the machine's own tools stand in.
+    let script: String = script
+        .lines()
+        .map(|l| if l.trim_start().starts_with("PATH=") { "PATH=/usr/bin:/bin:/usr/sbin:/sbin" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let args = &system["units"]["noexec"]["scriptArgs"];
+    assert_eq!(args, "/etc/nixos /srv /var/lib /var/log /var/lib/nixos /nix/persist /disk /boot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root, file) = (dir.path().join("root"), dir.path().join("root-script"));
+    std::fs::create_dir(&root).expect("root");
+    std::fs::write(&file, &script).expect("script");
+    // The script must be inside the chroot: copy it there once the tmpfs is up (the replay reads it from
+    // `$root` + path), so hand over its path inside.
+    let harness = NOEXEC_REPLAY.replace(
+        r#"chroot "$root" /bin/sh "$script""#,
+        r#"cp "$script" "$root/noexec-script"; chroot "$root" /bin/sh /noexec-script"#,
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "/bin/sh", "-c", &harness, "replay"])
+        .arg(&root)
+        .arg(&file)
+        .output()
+        .expect("run unshare (the test needs root, as the deploy tests do)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "replay failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "refused /var/lib/program",
+            "refused /nix/persist/var/lib/program",
+            "refused /disk/nix/persist/var/lib/program",
+            "refused /var/lib/nixos/program",
+            "refused /nix/persist/var/lib/nixos/program",
+            "refused /disk/nix/persist/var/lib/nixos/program",
+            "runs /nix/store-program",
+        ],
+        "{stdout}"
+    );
 }

@@ -15,7 +15,8 @@
 #   system                         the system double, e.g. x86_64-linux
 #   bin/switch-to-configuration    check|switch|boot|test|dry-activate, see switchScript below
 #   init-interface-version         --argstr initInterfaceVersion (default "systemd")
-#   sw/bin/                        the host tools deploy scripts call (see tools), and a fake systemd-run
+#   sw/bin/                        the host tools deploy scripts call (see tools), and fake systemd-run and
+#                                  systemctl (reboot) commands
 #   sw/<package>                   symlinks to the packages
 {
   tag ? "gen1",
@@ -212,6 +213,38 @@ let
     echo "$unit" >> "$units/started"
   '';
 
+  # systemctl, for `systemctl reboot` only: what a reboot looks like from outside, inside the rig target's mount
+  # namespace. Every process of the target but its listening sshd ends (sessions drop), /run starts empty (a
+  # tmpfs) but for the rig's own files, and the system the boot loader points at runs.
+  systemctl = ''
+    #!/bin/sh
+    if [ "$1" != reboot ]; then
+      echo "fake systemctl: only 'reboot' is modelled" >&2
+      exit 1
+    fi
+    /usr/bin/setsid -f /bin/sh -c '
+      /bin/sleep 0.5
+      me=$$
+      ns=$(/bin/readlink /proc/self/ns/mnt)
+      listener=$(/bin/cat "$(/bin/cat /run/paranix-rig/sshd-pid-file)")
+      for dir in /proc/[0-9]*; do
+        pid=''${dir#/proc/}
+        if [ "$pid" = "$me" ] || [ "$pid" = "$listener" ]; then continue; fi
+        [ "$(/bin/readlink "$dir/ns/mnt" 2>/dev/null)" = "$ns" ] || continue
+        /bin/kill -KILL "$pid" 2>/dev/null
+      done
+      boot=$(/bin/readlink /run/fake-nixos/boot-system)
+      for entry in /run/*; do
+        case "$entry" in
+          /run/paranix-rig|/run/fake-nixos|/run/sshd|/run/systemd) ;;
+          *) /bin/rm -rf "$entry" ;;
+        esac
+      done
+      /bin/ln -sfn "$boot" /run/current-system
+      echo "reboot $boot" >> /run/fake-nixos/switch.log
+    ' </dev/null >/dev/null 2>&1
+  '';
+
   # The host tools a deploy's detached scripts call by absolute path from <system>/sw/bin, as NixOS's
   # system-path provides them (coreutils, grep, util-linux, findutils, nix).
   tools = [
@@ -239,7 +272,8 @@ let
     printf '%s' "$switchScript" | /bin/sed "s|@out@|$out|g" > $out/bin/switch-to-configuration
     /bin/chmod +x $out/bin/switch-to-configuration
     printf '%s' "$systemdRun" > $out/sw/bin/systemd-run
-    /bin/chmod +x $out/sw/bin/systemd-run
+    printf '%s' "$systemctl" > $out/sw/bin/systemctl
+    /bin/chmod +x $out/sw/bin/systemd-run $out/sw/bin/systemctl
     for tool in $tools; do /bin/ln -s "$(/usr/bin/readlink -f $tool)" $out/sw/bin/$(/usr/bin/basename $tool); done
     printf '%s\n' "$tag" > $out/nixos-version
     printf '%s\n' "$system" > $out/system
@@ -247,7 +281,7 @@ let
     for p in $(/bin/cat "$pkgsPath"); do /bin/ln -s $p $out/sw/$(/usr/bin/basename $p); done
     ${extraBuild}
   '' {
-    inherit switchScript systemdRun tools tag pkgs initInterfaceVersion;
+    inherit switchScript systemdRun systemctl tools tag pkgs initInterfaceVersion;
     # As a file: the list of a large closure does not fit one environment variable (128 KiB).
     passAsFile = [ "pkgs" ];
   };

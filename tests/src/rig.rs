@@ -704,6 +704,9 @@ done
         );
         fs::create_dir_all(self.dir.join("run/paranix-rig")).expect("create run/paranix-rig");
         fs::write(self.dir.join("run/paranix-rig/reload-sshd"), reload).expect("write the reload script");
+        // Where the listening sshd's pid is, for the fake `systemctl reboot` (which spares it).
+        fs::write(self.dir.join("run/paranix-rig/sshd-pid-file"), format!("{t}/sshd.pid"))
+            .expect("write the pid file name");
     }
 
     fn write_known_hosts(&self) {

@@ -16,7 +16,8 @@
 //!
 //! A failed check asks the host's script to roll back and waits for it; the error says what the host runs. A
 //! host that stops answering rolls back by itself. Exit 100 of `switch-to-configuration` (nothing activated, the
-//! new system is the boot default) is recorded as such: the host runs the old system until it reboots.
+//! new system is the boot default) is recorded as such: the host runs the old system until it reboots, unless
+//! [`Deployment::reboot_if_needed`] asks for the reboot (and a reboot back when the new system is unhealthy).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,11 +114,12 @@ pub struct Deployment {
     health_deadline: Duration,
     confirm_within: Duration,
     connect_timeout: Duration,
+    reboot_if_needed: bool,
     instance: Option<Value<InstanceId>>,
     lifecycle: Lifecycle,
 }
 
-static DEPLOYMENT_FIELDS: [Field; 13] = [
+static DEPLOYMENT_FIELDS: [Field; 14] = [
     Field::new("action"),
     Field::new("confirm_within"),
     Field::new("connect_timeout"),
@@ -128,6 +130,7 @@ static DEPLOYMENT_FIELDS: [Field; 13] = [
     Field::new("identity_file"),
     Field::new("instance_id"),
     Field::new("port"),
+    Field::new("reboot_if_needed"),
     Field::new("ssh_private_key").sensitive(),
     Field::new("toplevel"),
     Field::new("user"),
@@ -172,6 +175,7 @@ impl Deployment {
             health_deadline: Duration::from_secs(60),
             confirm_within: Duration::from_secs(300),
             connect_timeout: super::ssh::CONNECT_TIMEOUT,
+            reboot_if_needed: false,
             instance: None,
             lifecycle: Lifecycle::default(),
         }
@@ -258,6 +262,16 @@ impl Deployment {
         self
     }
 
+    /// When `switch-to-configuration` exits 100 (the new system's init is incompatible with the running one:
+    /// nothing was activated, the new system is the boot default), reboot the host into it, then log in afresh
+    /// and run the health checks there; when they fail, the previous system becomes the boot default again and
+    /// the host reboots into it. Off by default: the deploy then records the new system as the boot default and
+    /// the running one apart, and the host runs the new one after its next reboot.
+    pub fn reboot_if_needed(mut self, reboot: bool) -> Self {
+        self.reboot_if_needed = reboot;
+        self
+    }
+
     /// Records the deployed toplevel as the tag `paranix:toplevel` of this instance.
     pub fn instance(mut self, instance: impl Into<Value<InstanceId>>) -> Self {
         self.instance = Some(instance.into());
@@ -294,6 +308,7 @@ impl Resource for Deployment {
             ),
             ("instance_id".into(), self.instance.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("port".into(), Attr::Int(self.port)),
+            ("reboot_if_needed".into(), Attr::Bool(self.reboot_if_needed)),
             ("ssh_private_key".into(), self.private_key.as_ref().map_or(Attr::Null, |key| key.0.to_attr())),
             ("toplevel".into(), self.toplevel.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("user".into(), Attr::str(&self.user)),

@@ -15,6 +15,8 @@ use crate::provider::StepContext;
 /// How long activation may take before the deployer stops waiting for it (the host's script keeps going and
 /// decides by itself). Activation restarts services; minutes at most in practice.
 const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a host may take to reboot and answer again (EC2 instances: a minute or two).
+const REBOOT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the deployer waits for a rollback it asked for.
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often the host is polled while it works on its own.
@@ -28,6 +30,7 @@ pub(crate) struct Settings {
     health_deadline: Duration,
     confirm_within: Duration,
     connect_timeout: Duration,
+    reboot_if_needed: bool,
 }
 
 impl Settings {
@@ -47,6 +50,7 @@ impl Settings {
             health_deadline: seconds("health_deadline", 60),
             confirm_within: seconds("confirm_within", 300),
             connect_timeout: seconds("connect_timeout", crate::nixos::ssh::CONNECT_TIMEOUT.as_secs() as i64),
+            reboot_if_needed: inputs.get("reboot_if_needed").and_then(Attr::as_bool).unwrap_or(false),
         }
     }
 }
@@ -178,6 +182,9 @@ impl Deploy<'_> {
         let code = self.wait_for_switch(&id, previous.as_deref()).await?;
         match code.as_str() {
             "0" => {}
+            "100" if self.settings.reboot_if_needed && action == "switch" => {
+                return self.reboot_into(&bin, previous.as_deref()).await;
+            }
             "100" => {
                 return Ok(Done {
                     outcome: "installed as the boot default, not activated: switch-to-configuration exit 100 (the new \
@@ -205,6 +212,95 @@ impl Deploy<'_> {
             current_system: self.toplevel.to_owned(),
             boot_system,
         })
+    }
+
+    /// After an exit 100 with `reboot_if_needed`: reboots the host into the new system (the boot default now),
+    /// waits for it, and runs the fresh login and the health checks there. When they fail, the previous system
+    /// becomes the boot default again and the host reboots into it.
+    async fn reboot_into(&self, bin: &str, previous: Option<&str>) -> Result<Done> {
+        self.reboot(bin).await?;
+        let status = self.status().await?;
+        if status.current.as_deref() != Some(self.toplevel) {
+            return Err(self.fail(format!(
+                "after the reboot the host runs {}, not {}",
+                status.current.as_deref().unwrap_or("an unknown system"),
+                self.toplevel
+            )));
+        }
+        let why = match self.conn.target().fresh_command(&["true"]).await {
+            Ok(ran) if ran.ok() => {
+                let mut failed = None;
+                for check in &self.settings.checks {
+                    self.phase(&format!("checking {}", describe(check)));
+                    if let Err(why) = run_check(self.conn, check, self.settings.health_deadline).await {
+                        failed = Some(format!("health check {} failed after the reboot: {why}", describe(check)));
+                        break;
+                    }
+                }
+                match failed {
+                    None => {
+                        return Ok(Done {
+                            outcome: format!(
+                                "activated {} (rebooted: switch-to-configuration exit 100)",
+                                self.toplevel
+                            ),
+                            current_system: self.toplevel.to_owned(),
+                            boot_system: Some(self.toplevel.to_owned()),
+                        });
+                    }
+                    Some(why) => why,
+                }
+            }
+            _ => "a fresh SSH login after the reboot failed".to_owned(),
+        };
+        let Some(prev) = previous else {
+            return Err(self.fail(format!("{why}; there is no previous system to go back to")));
+        };
+        self.phase(&format!("rebooting back into {prev}"));
+        let back = self
+            .conn
+            .run(&[&format!("{bin}/nix-env"), "-p", SYSTEM_PROFILE, "--set", prev])
+            .await
+            .and_then(|ran| if ran.ok() { Ok(ran) } else { Err(self.fail(ran.stderr)) });
+        let boot = match back {
+            Ok(_) => self.conn.run(&[&format!("{prev}/bin/switch-to-configuration"), "boot"]).await.map(|r| r.ok()),
+            Err(e) => Err(e),
+        };
+        if !matches!(boot, Ok(true)) {
+            return Err(self
+                .fail(format!("{why}; making {prev} the boot default again failed; the host runs {}", self.toplevel)));
+        }
+        self.reboot(bin).await?;
+        let runs = self.status().await?.current.unwrap_or_else(|| "an unknown system".into());
+        Err(self.fail(format!("rolled back to {prev} (rebooted into it): {why}; the host runs {runs}")))
+    }
+
+    /// Reboots the host and waits until it answers again with its `/run` fresh (the deploy's markers gone).
+    async fn reboot(&self, bin: &str) -> Result<()> {
+        self.phase("rebooting");
+        let marker = format!("{MARKERS}/reboot-pending");
+        let ran = self
+            .conn
+            .run(&["/bin/sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && touch \"$1\"", "mark", &marker])
+            .await?;
+        if !ran.ok() {
+            return Err(self.fail(format!("cannot mark the reboot: {}", ran.stderr)));
+        }
+        // The connection may end before the command returns: the host is going down.
+        let _ = self.conn.run(&[&format!("{bin}/systemctl"), "reboot"]).await;
+        let until = Instant::now() + REBOOT_TIMEOUT;
+        loop {
+            tokio::time::sleep(POLL * 4).await;
+            if let Ok(ran) = self.conn.target().fresh_command(&["test", "-e", &marker]).await
+                && ran.code == Some(1)
+            {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(self
+                    .fail(format!("the host did not come back within {} s of the reboot", REBOOT_TIMEOUT.as_secs())));
+            }
+        }
     }
 
     /// A deploy on the host that has no decision: one that installed this very system is verified and
