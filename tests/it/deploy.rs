@@ -174,7 +174,9 @@ async fn a_first_deploy_copies_switches_and_confirms_over_one_master_and_leaves_
     d.up(&project, |_| {}).await.expect("deploy");
     assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()));
     assert_eq!(target.profile().as_deref(), Some(gen1.as_str()));
-    assert!(target.switch_log().contains(&format!("check {gen1}\nswitch {gen1}")), "{}", target.switch_log());
+    // Checked, activated with `test` (the boot default untouched), made the boot default once confirmed.
+    assert_eq!(target.switch_log(), format!("check {gen1}\ntest {gen1}\nboot {gen1}\n"));
+    assert_eq!(target.boot_system().as_deref(), Some(gen1.as_str()));
     let closure = rig.closure(&gen1);
     assert!(closure.iter().all(|p| target.has_path(p)), "the whole closure arrived");
     assert!(d.notes().contains(&format!("copying {} of {} paths", closure.len(), closure.len())), "{}", d.notes());
@@ -196,7 +198,7 @@ async fn a_first_deploy_copies_switches_and_confirms_over_one_master_and_leaves_
     again.up(&self::project(vec![deployment("first", &rig, &target, &gen1)]), |_| {}).await.expect("redeploy");
     assert!(again.notes().contains("unchanged"), "{}", again.notes());
     assert!(!again.notes().contains("copying"), "{}", again.notes());
-    assert_eq!(target.switch_log().lines().count(), 2);
+    assert_eq!(target.switch_log().lines().count(), 3);
 
     // A one-path change (a new toplevel over the same packages) copies exactly one path.
     let gen2 = rig.build_system("gen2", "first-deploy");
@@ -218,36 +220,45 @@ async fn a_failure_before_activation_puts_the_profile_back_and_one_after_rolls_t
     let d = Deploy::new();
     d.up(&project(vec![deployment("h", &rig, &target, &gen1)]), |_| {}).await.expect("first deploy");
 
-    // Exit 1 (a pre-switch check failed inside the switch): nothing was activated; only the profile, which
-    // the deploy set, goes back.
+    // Exit 1 from a pre-switch check inside the switch: nothing was changed, nothing goes back.
     target.fail_next_switch(1);
+    let log_before = target.switch_log();
     let err = d.up(&project(vec![deployment("h", &rig, &target, &gen2)]), |_| {}).await.expect_err("must fail");
     let text = err.to_string();
     assert!(text.contains("the pre-switch checks failed"), "{text}");
-    assert!(text.contains(&format!("nothing was activated, the profile is back on {gen1}")), "{text}");
-    assert!(text.contains(&format!("the host runs {gen1}")), "{text}");
+    assert!(text.contains(&format!("nothing was changed; the host runs {gen1}")), "{text}");
+    assert_eq!(target.switch_log()[log_before.len()..], format!("check {gen2}\ntest {gen2} exit=1\n"));
     assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()));
     assert_eq!(target.profile().as_deref(), Some(gen1.as_str()));
     let state = ops::state(&project(vec![]), &d.ws, "hosts").await.expect("state");
     let recorded = &state.resources[&"nixos_deployment.h".parse().expect("address")].inputs["toplevel"];
     assert_eq!(recorded.as_str(), Some(gen1.as_str()), "the state records the system that runs");
 
+    // Exit 1 after the switch stopped units (an internal error before activation): /run/current-system did not
+    // move, but the host changed: gen1 is activated again, which starts what was stopped.
+    target.fail_after_stopping_units();
+    let log_before = target.switch_log();
+    let err = d.up(&project(vec![deployment("h", &rig, &target, &gen2)]), |_| {}).await.expect_err("must fail");
+    let text = err.to_string();
+    assert!(text.contains(&format!("rolled back to {gen1}: activation failed (exit 1)")), "{text}");
+    assert_eq!(target.switch_log()[log_before.len()..], format!("check {gen2}\ntest {gen2} exit=1\ntest {gen1}\n"));
+
     // Exit 2 (the activation script failed after /run/current-system moved) and exit 4 (units failed after
-    // a complete activation): the host's script switches back to gen1, and says so.
+    // a complete activation): the host's script switches back to gen1, and says so. The boot default never moved.
     for code in [2, 4] {
         let log_before = target.switch_log();
         target.fail_next_switch(code);
         let err = d.up(&project(vec![deployment("h", &rig, &target, &gen2)]), |_| {}).await.expect_err("must fail");
         let text = err.to_string();
         assert!(text.contains(&format!("rolled back to {gen1}: activation failed (exit {code})")), "{text}");
-        let new_lines = target.switch_log()[log_before.len()..].to_owned();
         assert_eq!(
-            new_lines,
-            format!("check {gen2}\nswitch {gen2} exit={code}\nswitch {gen1}\n"),
+            target.switch_log()[log_before.len()..],
+            format!("check {gen2}\ntest {gen2} exit={code}\ntest {gen1}\n"),
             "gen2 was activated (and failed), then gen1 activated again"
         );
         assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()));
         assert_eq!(target.profile().as_deref(), Some(gen1.as_str()));
+        assert_eq!(target.boot_system().as_deref(), Some(gen1.as_str()));
     }
 }
 
@@ -268,8 +279,13 @@ async fn a_failing_health_check_rolls_back_on_the_host_and_the_error_says_what_r
     assert!(text.contains(&format!("the host runs {gen1}")), "{text}");
     assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()));
     assert_eq!(target.profile().as_deref(), Some(gen1.as_str()));
-    let decided: Vec<String> = target.markers().into_iter().filter(|m| m.starts_with("decided-")).collect();
-    assert_eq!(target.marker(&format!("{}/by", decided.last().expect("a decision"))).as_deref(), Some("deployer\n"));
+    let verdicts: Vec<String> = target
+        .markers()
+        .into_iter()
+        .filter(|m| m.starts_with("decided-"))
+        .filter_map(|m| target.marker(&format!("{m}/by")))
+        .collect();
+    assert!(verdicts.contains(&"deployer\n".to_owned()), "the deployer asked for the rollback: {verdicts:?}");
 }
 
 #[tokio::test]
@@ -352,6 +368,7 @@ async fn a_run_interrupted_after_activation_is_confirmed_by_the_next_run_and_nev
     d.up(&next, |_| {}).await.expect("the rerun confirms");
     assert!(d.notes().contains("confirming the interrupted deploy"), "{}", d.notes());
     assert!(!d.notes().contains("activating"), "nothing is switched again: {}", d.notes());
+    assert_eq!(target.profile().as_deref(), Some(gen2.as_str()), "confirmed, then made the boot default");
     // A window later the host still runs gen2: the watchdog was stopped, not merely outraced.
     tokio::time::sleep(window + Duration::from_secs(2)).await;
     assert_eq!(target.current_system().as_deref(), Some(gen2.as_str()));
@@ -389,7 +406,6 @@ async fn a_deploy_lost_during_activation_is_cancelled_by_the_next_one_and_never_
 
     let gen3_deploy = deployment("h", &rig, &target.lock().expect("mutex"), &gen3);
     d.up(&project(vec![gen3_deploy]), |_| {}).await.expect("gen3");
-    assert!(d.notes().contains("cancelling the unconfirmed deploy"), "{}", d.notes());
     // The lost deploy's watchdog is decided (cancelled) and its script stopped: it can never revert gen3. And
     // gen3's own window passes without a rollback.
     eventually(Duration::from_secs(5), "the cancelled script ending", || {
@@ -543,6 +559,7 @@ async fn exit_100_records_the_running_system_and_the_boot_default_apart_and_the_
     assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()), "nothing was activated");
     assert_eq!(target.profile().as_deref(), Some(gen2.as_str()));
     assert_eq!(target.boot_system().as_deref(), Some(gen2.as_str()));
+    assert!(target.switch_log().ends_with(&format!("test {gen2} exit=100\nboot {gen2}\n")), "{}", target.switch_log());
     let state = ops::state(&next, &d.ws, "hosts").await.expect("state");
     let outputs = &state.resources[&"nixos_deployment.h".parse().expect("address")].outputs;
     assert_eq!(outputs["current_system"].as_str(), Some(gen1.as_str()));
@@ -550,41 +567,48 @@ async fn exit_100_records_the_running_system_and_the_boot_default_apart_and_the_
     // Not drift on every plan: the host waits for its reboot.
     let plan = d.plan(&next).await;
     assert!(plan.is_empty(), "{plan}");
+
+    // `test` installs nothing: an exit 100 is a failure that changed nothing.
+    let gen3 = rig.build_system_with_init("gen3", "reboot", "systemd-other");
+    let err = d
+        .up(&project(vec![deployment("h", &rig, &target, &gen3).action("test")]), |_| {})
+        .await
+        .expect_err("not activated");
+    let text = err.to_string();
+    assert!(
+        text.contains("not activated: switch-to-configuration exit 100") && text.contains("nothing was installed"),
+        "{text}"
+    );
+    assert_eq!(target.profile().as_deref(), Some(gen2.as_str()));
 }
 
 #[tokio::test]
-async fn with_reboot_if_needed_an_exit_100_reboots_into_the_new_system_and_back_when_it_is_unhealthy() {
+async fn until_the_confirmation_the_host_boots_the_last_confirmed_system() {
+    // A crash or reboot of the host between activation and confirmation must not leave it booting the
+    // unconfirmed system: the boot default moves only once the deploy is confirmed.
     let rig = Rig::new();
-    let target = rig.target("rebooted");
-    let gen1 = rig.build_system("gen1", "rebooted");
+    let target = Arc::new(Mutex::new(rig.target("bootdefault")));
+    let (gen1, gen2) = (rig.build_system("gen1", "bootdefault"), rig.build_system("gen2", "bootdefault"));
     let d = Deploy::new();
-    d.up(&project(vec![deployment("h", &rig, &target, &gen1)]), |_| {}).await.expect("gen1");
-    let gen2 = rig.build_system_with_init("gen2", "rebooted", "systemd-next");
-    let next = project(vec![deployment("h", &rig, &target, &gen2).reboot_if_needed(true)]);
-    d.up(&next, |_| {}).await.expect("rebooted into gen2");
-    assert!(d.notes().contains("rebooting"), "{}", d.notes());
-    assert_eq!(target.current_system().as_deref(), Some(gen2.as_str()));
-    assert!(
-        target.switch_log().contains(&format!("switch {gen2} exit=100\nreboot {gen2}\n")),
-        "{}",
-        target.switch_log()
-    );
-    assert!(d.plan(&next).await.is_empty());
-
-    // Unhealthy after the reboot: the previous system becomes the boot default again, and the host reboots
-    // into it.
-    let gen3 = rig.build_system_with_init("gen3", "rebooted", "systemd-next-next");
-    let sick = deployment("h", &rig, &target, &gen3).reboot_if_needed(true).health_check(HealthCheck::command([
-        "test",
-        "-e",
-        "/run/no-such-file",
-    ]));
-    let err = d.up(&project(vec![sick]), |_| {}).await.expect_err("unhealthy");
-    let text = err.to_string();
-    assert!(text.contains(&format!("rolled back to {gen2} (rebooted into it)")), "{text}");
-    assert!(text.contains("failed after the reboot"), "{text}");
-    assert_eq!(target.current_system().as_deref(), Some(gen2.as_str()));
-    assert_eq!(target.profile().as_deref(), Some(gen2.as_str()));
+    let first = deployment("h", &rig, &target.lock().expect("mutex"), &gen1);
+    d.up(&project(vec![first]), |_| {}).await.expect("gen1");
+    let seen = Arc::new(Mutex::new(None));
+    let (t, s2) = (target.clone(), seen.clone());
+    let second = deployment("h", &rig, &target.lock().expect("mutex"), &gen2);
+    d.up(&project(vec![second]), move |note| {
+        if note.contains("logging in afresh") {
+            let t = t.lock().expect("mutex");
+            *s2.lock().expect("mutex") = Some((t.current_system(), t.profile(), t.boot_system()));
+        }
+    })
+    .await
+    .expect("gen2");
+    let (current, profile, boot) = seen.lock().expect("mutex").clone().expect("observed before the confirmation");
+    assert_eq!(current.as_deref(), Some(gen2.as_str()), "activated");
+    assert_eq!(profile.as_deref(), Some(gen1.as_str()), "but the profile still names the confirmed system");
+    assert_eq!(boot.as_deref(), Some(gen1.as_str()), "and so does the boot loader");
+    let t = target.lock().expect("mutex");
+    assert_eq!((t.profile(), t.boot_system()), (Some(gen2.clone()), Some(gen2.clone())), "after the confirmation");
 }
 
 #[tokio::test]
@@ -601,6 +625,11 @@ async fn inhibitors_stop_a_deploy_before_anything_changes_and_a_held_lock_is_wai
     assert!(text.contains("dbus-implementation: dbus -> broker"), "{text}");
     assert_eq!(target.profile().as_deref(), Some(gen1.as_str()));
     assert!(!target.markers().iter().any(|m| m.starts_with("armed-") && !target.switch_log().contains("gen2 exit")));
+
+    // NixOS skips the inhibitors for `boot` (its own advice: "run 'nixos-rebuild boot'"): a boot deploy passes.
+    d.up(&project(vec![deployment("h", &rig, &target, &gen2).action("boot")]), |_| {}).await.expect("boot");
+    assert_eq!(target.profile().as_deref(), Some(gen2.as_str()));
+    assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()));
 
     // Another switch holds the lock (NixOS takes it non-blocking: a second switch fails at once): the deploy
     // waits for it instead of failing.
@@ -1018,4 +1047,82 @@ async fn independent_stacks_deploy_at_the_same_time_and_a_failed_one_holds_back_
     assert_eq!(other_t.current_system().as_deref(), Some(system.as_str()));
     let err = reports.into_iter().find(|r| r.stack == "app").expect("app").into_result().expect_err("held back");
     assert!(err.to_string().contains("stack \"app\" not started"), "{err}");
+}
+
+#[tokio::test]
+async fn a_deploy_started_while_the_host_rolls_back_waits_for_it_and_never_takes_the_failed_system_for_the_previous() {
+    let rig = Rig::new();
+    let target = rig.target("duringrollback");
+    let (gen1, gen2, gen3) = (
+        rig.build_system("gen1", "duringrollback"),
+        rig.build_system("gen2", "duringrollback"),
+        rig.build_system("gen3", "duringrollback"),
+    );
+    let d = Arc::new(Deploy::new());
+    d.up(&project(vec![deployment("h", &rig, &target, &gen1)]), |_| {}).await.expect("gen1");
+    // gen2 fails its check; its rollback (an activation of gen1) takes 3 s.
+    let sick =
+        deployment("h", &rig, &target, &gen2).health_check(HealthCheck::command(["test", "-e", "/run/no-such-file"]));
+    target.slow_activation(3);
+    let first = {
+        let d = d.clone();
+        tokio::spawn(async move { d.up(&project(vec![sick]), |_| {}).await })
+    };
+    eventually(Duration::from_secs(30), "the rollback starting", || {
+        target
+            .markers()
+            .iter()
+            .any(|m| m.starts_with("decided-") && target.marker(&format!("{m}/by")).as_deref() == Some("deployer\n"))
+    })
+    .await;
+    // Meanwhile another deploy (of gen3, which fails too): it waits for the rollback, and goes back to gen1.
+    let second = Deploy::new();
+    let err = second
+        .up(
+            &project(vec![deployment("h", &rig, &target, &gen3).health_check(HealthCheck::command([
+                "test",
+                "-e",
+                "/run/nope",
+            ]))]),
+            |_| {},
+        )
+        .await
+        .expect_err("gen3 fails too");
+    assert!(second.notes().contains("to finish on the host"), "{}", second.notes());
+    assert!(err.to_string().contains(&format!("rolled back to {gen1}")), "{err}");
+    assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()));
+    first.await.expect("the first run").expect_err("gen2 failed");
+}
+
+#[tokio::test]
+async fn two_deploys_to_one_host_at_once_end_with_one_decision_each_and_one_system() {
+    let rig = Rig::new();
+    let target = rig.target("race");
+    let (gen1, gen2, gen3) =
+        (rig.build_system("gen1", "race"), rig.build_system("gen2", "race"), rig.build_system("gen3", "race"));
+    let d = Deploy::new();
+    d.up(&project(vec![deployment("h", &rig, &target, &gen1)]), |_| {}).await.expect("gen1");
+    target.slow_activation(2);
+    let (a, b) = (Deploy::new(), Deploy::new());
+    let (pa, pb) =
+        (project(vec![deployment("h", &rig, &target, &gen2)]), project(vec![deployment("h", &rig, &target, &gen3)]));
+    let (ra, rb) = tokio::join!(a.up(&pa, |_| {}), b.up(&pb, |_| {}));
+    // Either one took the host over from the other (which then fails, naming what the host runs), or they ran
+    // one after the other (the host's lock); either way the host runs and boots one of them.
+    let outcomes = [(&gen2, &ra), (&gen3, &rb)];
+    let current = target.current_system().expect("a system");
+    assert!(current == gen2 || current == gen3, "{current}");
+    assert_eq!(target.profile().as_deref(), Some(current.as_str()), "runs what it boots");
+    let winners: Vec<&String> = outcomes.iter().filter(|(_, r)| r.is_ok()).map(|(g, _)| *g).collect();
+    if let [winner] = winners.as_slice() {
+        assert_eq!(current.as_str(), winner.as_str(), "{ra:?} {rb:?}");
+    }
+    for (_, r) in outcomes {
+        if let Err(e) = r {
+            let text = e.to_string();
+            assert!(text.contains("the host runs") || text.contains("nothing changed"), "{text}");
+        }
+    }
+    // No deploy script is left waiting: nothing can revert the host later.
+    eventually(Duration::from_secs(20), "every deploy script ending", || target.namespace_pids().len() == 1).await;
 }

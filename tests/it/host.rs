@@ -180,10 +180,11 @@ async fn the_printerfacts_example_goes_up_on_moto_and_a_rig_target_and_a_changed
     assert_eq!(target.current_system().as_deref(), Some(redeployed.as_str()));
     let switches: Vec<String> = target.switch_log().lines().rev().take(2).map(str::to_owned).collect();
     assert!(
-        switches[1].starts_with("switch ") && !switches[1].contains(&redeployed),
+        switches[1].starts_with("test ") && !switches[1].contains(&redeployed),
         "the lockout was activated: {switches:?}"
     );
-    assert_eq!(switches[0], format!("switch {redeployed}"), "then the previous system again");
+    assert_eq!(switches[0], format!("test {redeployed}"), "then the previous system again");
+    assert_eq!(target.profile().as_deref(), Some(redeployed.as_str()), "the boot default never moved");
     assert!(
         in_current_system(&target, "etc/ssh/sshd_config.d/paranix.conf")
             .contains("PermitRootLogin prohibit-password\n")

@@ -15,8 +15,7 @@
 #   system                         the system double, e.g. x86_64-linux
 #   bin/switch-to-configuration    check|switch|boot|test|dry-activate, see switchScript below
 #   init-interface-version         --argstr initInterfaceVersion (default "systemd")
-#   sw/bin/                        the host tools deploy scripts call (see tools), and fake systemd-run and
-#                                  systemctl (reboot) commands
+#   sw/bin/                        the host tools deploy scripts call (see tools), and a fake systemd-run
 #   sw/<package>                   symlinks to the packages
 {
   tag ? "gen1",
@@ -78,7 +77,8 @@ let
   #   lock                  /run/nixos/switch-to-configuration.lock, taken non-blocking (flock -n): a second
   #                         switch fails at once with "Could not acquire lock", exit 11 (errno EAGAIN)
   #   pre-switch checks     unless NIXOS_NO_CHECK=1: /run/fake-nixos/inhibit present -> "Pre-switch checks
-  #                         failed", exit 1, nothing changed
+  #                         failed", exit 1, nothing changed (the switch inhibitors are not checked for boot and
+  #                         dry-activate, as NixOS's own check skips them)
   #   check                 exit 0 here
   #   boot loader           switch|boot: /run/fake-nixos/fail-bootloader present -> "Failed to install
   #                         bootloader", exit 1; else /run/fake-nixos/boot-system -> toplevel
@@ -86,6 +86,8 @@ let
   #   init interface        <toplevel>/init-interface-version differs from /run/current-system's: the warning
   #                         "won't take effect until you reboot", exit 100, nothing activated (dry-activate too)
   #   dry-activate          prints what it would do, exit 0
+  #   stopping units        /run/fake-nixos/fail-after-stopping-units present (deleted when used): "stopping the
+  #                         following units: ...", then an internal error, exit 1, /run/current-system unchanged
   #   activation            switch|test: waits /run/fake-nixos/activation-seconds (if present), links
   #                         /run/current-system -> toplevel, runs `activate`
   #   units                 exit 4 after activation when injected (below)
@@ -124,7 +126,14 @@ let
         ""|*[!0-9]*) code=1 ;;
       esac
     fi
-    if [ "''${NIXOS_NO_CHECK:-}" != 1 ] && { [ -e "$state/inhibit" ] || [ "$code" = 1 ]; }; then
+    inhibited=no
+    if [ -e "$state/inhibit" ]; then
+      case "$action" in
+        boot|dry-activate) echo "Not checking switch inhibitors (action = $action)" >&2 ;;
+        *) inhibited=yes ;;
+      esac
+    fi
+    if [ "''${NIXOS_NO_CHECK:-}" != 1 ] && { [ "$inhibited" = yes ] || [ "$code" = 1 ]; }; then
       echo "There are changes to critical components of the system: $(/bin/cat "$state/inhibit" 2>/dev/null)" >&2
       echo "Pre-switch check 'switchInhibitors' failed" >&2
       echo "Pre-switch checks failed" >&2
@@ -162,6 +171,14 @@ let
       log ""
       exit 0
     fi
+    if [ -e "$state/fail-after-stopping-units" ]; then
+      /bin/rm -f "$state/fail-after-stopping-units"
+      echo "stopping the following units: fake-service.service" >&2
+      echo "fake-service.service" >> "$state/stopped-units"
+      echo "Error: systemd daemon reload failed, timeout after 180s" >&2
+      log " exit=1"
+      exit 1
+    fi
     echo "activating the configuration..." >&2
     if [ -s "$state/activation-seconds" ]; then
       /bin/sleep "$(/bin/cat "$state/activation-seconds")"
@@ -190,7 +207,8 @@ let
   # "--quiet"): the command runs as a transient service, in a clean environment with the service manager as its
   # parent, detached from the caller's session; systemd-run returns once it started. A unit name already in use
   # by a running unit fails with "Unit NAME.service already exists.". The target has no systemd: the command
-  # runs in a new session (setsid, stdio on /dev/null), its unit recorded in /run/fake-systemd.
+  # runs in a new session (setsid, stdio on /dev/null) with an empty environment in / (a service's), its unit
+  # recorded in /run/fake-systemd.
   systemdRun = ''
     #!/bin/sh
     unit=run-$$
@@ -209,40 +227,8 @@ let
       echo "Failed to start transient service unit: Unit $unit.service already exists." >&2
       exit 1
     fi
-    /usr/bin/setsid -f /bin/sh -c 'echo $$ > "$0"; exec "$@"' "$units/$unit" "$@" </dev/null >/dev/null 2>&1 || exit 1
+    cd / && /usr/bin/env -i /usr/bin/setsid -f /bin/sh -c 'echo $$ > "$0"; exec "$@"' "$units/$unit" "$@" </dev/null >/dev/null 2>&1 || exit 1
     echo "$unit" >> "$units/started"
-  '';
-
-  # systemctl, for `systemctl reboot` only: what a reboot looks like from outside, inside the rig target's mount
-  # namespace. Every process of the target but its listening sshd ends (sessions drop), /run starts empty (a
-  # tmpfs) but for the rig's own files, and the system the boot loader points at runs.
-  systemctl = ''
-    #!/bin/sh
-    if [ "$1" != reboot ]; then
-      echo "fake systemctl: only 'reboot' is modelled" >&2
-      exit 1
-    fi
-    /usr/bin/setsid -f /bin/sh -c '
-      /bin/sleep 0.5
-      me=$$
-      ns=$(/bin/readlink /proc/self/ns/mnt)
-      listener=$(/bin/cat "$(/bin/cat /run/paranix-rig/sshd-pid-file)")
-      for dir in /proc/[0-9]*; do
-        pid=''${dir#/proc/}
-        if [ "$pid" = "$me" ] || [ "$pid" = "$listener" ]; then continue; fi
-        [ "$(/bin/readlink "$dir/ns/mnt" 2>/dev/null)" = "$ns" ] || continue
-        /bin/kill -KILL "$pid" 2>/dev/null
-      done
-      boot=$(/bin/readlink /run/fake-nixos/boot-system)
-      for entry in /run/*; do
-        case "$entry" in
-          /run/paranix-rig|/run/fake-nixos|/run/sshd|/run/systemd) ;;
-          *) /bin/rm -rf "$entry" ;;
-        esac
-      done
-      /bin/ln -sfn "$boot" /run/current-system
-      echo "reboot $boot" >> /run/fake-nixos/switch.log
-    ' </dev/null >/dev/null 2>&1
   '';
 
   # The host tools a deploy's detached scripts call by absolute path from <system>/sw/bin, as NixOS's
@@ -272,8 +258,7 @@ let
     printf '%s' "$switchScript" | /bin/sed "s|@out@|$out|g" > $out/bin/switch-to-configuration
     /bin/chmod +x $out/bin/switch-to-configuration
     printf '%s' "$systemdRun" > $out/sw/bin/systemd-run
-    printf '%s' "$systemctl" > $out/sw/bin/systemctl
-    /bin/chmod +x $out/sw/bin/systemd-run $out/sw/bin/systemctl
+    /bin/chmod +x $out/sw/bin/systemd-run
     for tool in $tools; do /bin/ln -s "$(/usr/bin/readlink -f $tool)" $out/sw/bin/$(/usr/bin/basename $tool); done
     printf '%s\n' "$tag" > $out/nixos-version
     printf '%s\n' "$system" > $out/system
@@ -281,7 +266,7 @@ let
     for p in $(/bin/cat "$pkgsPath"); do /bin/ln -s $p $out/sw/$(/usr/bin/basename $p); done
     ${extraBuild}
   '' {
-    inherit switchScript systemdRun systemctl tools tag pkgs initInterfaceVersion;
+    inherit switchScript systemdRun tools tag pkgs initInterfaceVersion;
     # As a file: the list of a large closure does not fit one environment variable (128 KiB).
     passAsFile = [ "pkgs" ];
   };

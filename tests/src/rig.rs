@@ -471,6 +471,13 @@ impl Target {
         self.write_state("inhibit", what);
     }
 
+    /// Makes the next `switch-to-configuration` stop a unit and then fail (exit 1) before activating, as an
+    /// internal error after the units were stopped does: `/run/current-system` does not move, but the host
+    /// changed.
+    pub fn fail_after_stopping_units(&self) {
+        self.write_state("fail-after-stopping-units", "1");
+    }
+
     /// Lifts [`Target::inhibit_switch`].
     pub fn clear_inhibitor(&self) {
         let _ = fs::remove_file(self.dir.join("run/fake-nixos/inhibit"));

@@ -8,16 +8,20 @@
 //!    system is verified and confirmed, any other is cancelled (its rollback target is inherited);
 //! 3. copy the closure (only missing paths travel; the path list goes over stdin, never a command line);
 //! 4. `switch-to-configuration check` where the system has it: inhibitors are reported before anything changes;
-//! 5. one detached script (`systemd-run`, else `setsid`) sets the profile (not for `test`), switches, and then
-//!    waits for a decision: a confirmation, or the end of the confirmation window counted from the end of
-//!    activation, when it rolls back by itself (the watchdog);
+//! 5. one detached script (`systemd-run`, else `setsid`) activates the system (`switch-to-configuration test`),
+//!    and then waits for a decision: a confirmation, or the end of the confirmation window counted from the end
+//!    of activation, when it rolls back by itself (the watchdog); once confirmed, a `switch` becomes the boot
+//!    default (profile, `switch-to-configuration boot`);
 //! 6. a fresh login (a new connection must still work), then the health checks;
 //! 7. confirm: exactly one of "confirmed" and "rolled back" is ever decided (an atomic `mkdir` on the host).
 //!
 //! A failed check asks the host's script to roll back and waits for it; the error says what the host runs. A
-//! host that stops answering rolls back by itself. Exit 100 of `switch-to-configuration` (nothing activated, the
-//! new system is the boot default) is recorded as such: the host runs the old system until it reboots, unless
-//! [`Deployment::reboot_if_needed`] asks for the reboot (and a reboot back when the new system is unhealthy).
+//! host that stops answering rolls back by itself. A `switch` activates with `switch-to-configuration test`
+//! and becomes the boot default only once confirmed, so a host that reboots before the confirmation boots the
+//! last confirmed system. Exit 100 of `switch-to-configuration` (an incompatible init: nothing can be activated)
+//! makes a `switch` the boot default and records it apart from the running system; the host runs it after its
+//! next reboot, which paranix does not trigger: without a one-shot boot entry, a reboot into an unconfirmed
+//! system could not be undone from here.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,12 +118,11 @@ pub struct Deployment {
     health_deadline: Duration,
     confirm_within: Duration,
     connect_timeout: Duration,
-    reboot_if_needed: bool,
     instance: Option<Value<InstanceId>>,
     lifecycle: Lifecycle,
 }
 
-static DEPLOYMENT_FIELDS: [Field; 14] = [
+static DEPLOYMENT_FIELDS: [Field; 13] = [
     Field::new("action"),
     Field::new("confirm_within"),
     Field::new("connect_timeout"),
@@ -130,7 +133,6 @@ static DEPLOYMENT_FIELDS: [Field; 14] = [
     Field::new("identity_file"),
     Field::new("instance_id"),
     Field::new("port"),
-    Field::new("reboot_if_needed"),
     Field::new("ssh_private_key").sensitive(),
     Field::new("toplevel"),
     Field::new("user"),
@@ -175,7 +177,6 @@ impl Deployment {
             health_deadline: Duration::from_secs(60),
             confirm_within: Duration::from_secs(300),
             connect_timeout: super::ssh::CONNECT_TIMEOUT,
-            reboot_if_needed: false,
             instance: None,
             lifecycle: Lifecycle::default(),
         }
@@ -262,16 +263,6 @@ impl Deployment {
         self
     }
 
-    /// When `switch-to-configuration` exits 100 (the new system's init is incompatible with the running one:
-    /// nothing was activated, the new system is the boot default), reboot the host into it, then log in afresh
-    /// and run the health checks there; when they fail, the previous system becomes the boot default again and
-    /// the host reboots into it. Off by default: the deploy then records the new system as the boot default and
-    /// the running one apart, and the host runs the new one after its next reboot.
-    pub fn reboot_if_needed(mut self, reboot: bool) -> Self {
-        self.reboot_if_needed = reboot;
-        self
-    }
-
     /// Records the deployed toplevel as the tag `paranix:toplevel` of this instance.
     pub fn instance(mut self, instance: impl Into<Value<InstanceId>>) -> Self {
         self.instance = Some(instance.into());
@@ -308,7 +299,6 @@ impl Resource for Deployment {
             ),
             ("instance_id".into(), self.instance.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("port".into(), Attr::Int(self.port)),
-            ("reboot_if_needed".into(), Attr::Bool(self.reboot_if_needed)),
             ("ssh_private_key".into(), self.private_key.as_ref().map_or(Attr::Null, |key| key.0.to_attr())),
             ("toplevel".into(), self.toplevel.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("user".into(), Attr::str(&self.user)),

@@ -15,8 +15,6 @@ use crate::provider::StepContext;
 /// How long activation may take before the deployer stops waiting for it (the host's script keeps going and
 /// decides by itself). Activation restarts services; minutes at most in practice.
 const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long a host may take to reboot and answer again (EC2 instances: a minute or two).
-const REBOOT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the deployer waits for a rollback it asked for.
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often the host is polled while it works on its own.
@@ -30,7 +28,6 @@ pub(crate) struct Settings {
     health_deadline: Duration,
     confirm_within: Duration,
     connect_timeout: Duration,
-    reboot_if_needed: bool,
 }
 
 impl Settings {
@@ -50,7 +47,6 @@ impl Settings {
             health_deadline: seconds("health_deadline", 60),
             confirm_within: seconds("confirm_within", 300),
             connect_timeout: seconds("connect_timeout", crate::nixos::ssh::CONNECT_TIMEOUT.as_secs() as i64),
-            reboot_if_needed: inputs.get("reboot_if_needed").and_then(Attr::as_bool).unwrap_or(false),
         }
     }
 }
@@ -131,25 +127,40 @@ impl Deploy<'_> {
 
     /// Runs the phases.
     pub(crate) async fn run(self) -> Result<Done> {
-        let status = self.status().await?;
-        let mut previous = status.current.clone().or(status.profile.clone());
-        if let Some(pending) = status.pending.first() {
-            match self.settle_pending(&status, pending).await? {
-                Settled::Confirmed(done) => return Ok(done),
-                Settled::Cancelled { prev } => previous = prev.or(previous),
-            }
-        }
+        let status = self.settled_status().await?;
         let action = self.settings.action.clone();
+        // A deploy a killed run left waiting for its decision, which installed this very system: check it and
+        // confirm it (the host must not revert later). Any other pending deploy is taken over by this one's
+        // script once it runs (its watchdog goes only then), and its rollback target becomes this one's.
+        if let Some(pending) = status.pending.iter().find(|p| {
+            p.toplevel == self.toplevel
+                && p.status.as_deref() == Some("0")
+                && p.alive
+                && status.current.as_deref() == Some(self.toplevel)
+        }) {
+            return self.confirm_pending(&status, pending).await;
+        }
+        let takeover: Vec<&str> = status.pending.iter().map(|p| p.id.as_str()).collect();
+        let previous = status
+            .pending
+            .iter()
+            .map(|p| p.prev.clone())
+            .find(|p| !p.is_empty())
+            .or(status.current.clone())
+            .or(status.profile.clone());
         let unchanged = status.current.as_deref() == Some(self.toplevel)
             && (action == "test" || status.profile.as_deref() == Some(self.toplevel));
-        if unchanged && status.pending.is_empty() {
+        if unchanged && takeover.is_empty() {
             return Ok(Done {
                 outcome: "unchanged: the host already runs this system".into(),
                 current_system: self.toplevel.to_owned(),
                 boot_system: status.profile,
             });
         }
-        if status.reboot_required.as_deref() == Some(self.toplevel) && status.profile.as_deref() == Some(self.toplevel)
+        if action == "switch"
+            && takeover.is_empty()
+            && status.reboot_required.as_deref() == Some(self.toplevel)
+            && status.profile.as_deref() == Some(self.toplevel)
         {
             return Ok(Done {
                 outcome: format!(
@@ -174,185 +185,133 @@ impl Deploy<'_> {
                 Err(self.fail(format!("dry-activate failed: {}", ran.stderr)))
             };
         }
-        self.check().await?;
+        // The switch inhibitors are for `switch` and `test`; NixOS skips them for `boot` on purpose.
+        if action != "boot" {
+            self.check().await?;
+        }
         let id = new_id();
         let bin = Self::bin(previous.as_deref().unwrap_or(self.toplevel));
-        self.launch(&id, previous.as_deref(), &bin).await?;
+        self.launch(&id, previous.as_deref(), &bin, &takeover).await?;
         self.phase(&format!("activating ({action})"));
         let code = self.wait_for_switch(&id, previous.as_deref()).await?;
-        match code.as_str() {
-            "0" => {}
-            "100" if self.settings.reboot_if_needed && action == "switch" => {
-                return self.reboot_into(&bin, previous.as_deref()).await;
+        let verdict = self.read_marker(&format!("decided-{id}/by")).await.ok().flatten();
+        let verdict = verdict.as_deref().map(str::trim);
+        match (code.as_str(), action.as_str(), verdict) {
+            ("busy", _, _) => {
+                return Err(
+                    self.fail("another deploy to this host is running (it holds /run/paranix/lock); nothing changed")
+                );
             }
-            "100" => {
+            ("0", "boot", _) => {
+                return Ok(Done {
+                    outcome: "installed as the boot default".into(),
+                    current_system: status.current.unwrap_or_default(),
+                    boot_system: Some(self.toplevel.to_owned()),
+                });
+            }
+            (code, "boot", _) => {
+                let log = self.read_marker(&format!("boot-{id}.out")).await.ok().flatten().unwrap_or_default();
+                return Err(self.fail(format!(
+                    "making {} the boot default failed (exit {code}); the profile and the boot loader are back as \
+                     they were:\n{}",
+                    self.toplevel,
+                    tail(&log)
+                )));
+            }
+            ("100", "switch", Some("reboot-required")) => {
                 return Ok(Done {
                     outcome: "installed as the boot default, not activated: switch-to-configuration exit 100 (the new \
                               system's init is incompatible with the running one); the host runs it after a reboot"
                         .into(),
-                    current_system: previous.unwrap_or_default(),
+                    current_system: status.current.unwrap_or_default(),
                     boot_system: Some(self.toplevel.to_owned()),
                 });
             }
-            "profile" => return Err(self.fail("setting the system profile failed; nothing changed")),
-            code => return Err(self.after_failed_switch(&id, code, previous.as_deref()).await),
-        }
-        if action == "boot" {
-            return Ok(Done {
-                outcome: "installed as the boot default".into(),
-                current_system: previous.unwrap_or_default(),
-                boot_system: Some(self.toplevel.to_owned()),
-            });
+            ("100", _, _) => {
+                return Err(self.fail(format!(
+                    "not activated: switch-to-configuration exit 100 (the new system's init is incompatible with the \
+                     running one){}; nothing was installed; the host runs {}",
+                    if action == "switch" { ", and making it the boot default failed" } else { "" },
+                    status.current.as_deref().unwrap_or("an unknown system")
+                )));
+            }
+            ("0", _, None | Some("confirmed")) => {}
+            (code, _, _) => return Err(self.after_failed_switch(&id, code, previous.as_deref()).await),
         }
         self.verify(&id, previous.as_deref()).await?;
         self.decide(&id, "confirmed", &bin, previous.as_deref()).await?;
-        let boot_system = if action == "test" { status.profile } else { Some(self.toplevel.to_owned()) };
-        Ok(Done {
-            outcome: format!("activated {}", self.toplevel),
-            current_system: self.toplevel.to_owned(),
-            boot_system,
-        })
+        self.finish_confirmed(&id, status.profile).await
     }
 
-    /// After an exit 100 with `reboot_if_needed`: reboots the host into the new system (the boot default now),
-    /// waits for it, and runs the fresh login and the health checks there. When they fail, the previous system
-    /// becomes the boot default again and the host reboots into it.
-    async fn reboot_into(&self, bin: &str, previous: Option<&str>) -> Result<Done> {
-        self.reboot(bin).await?;
-        let status = self.status().await?;
-        if status.current.as_deref() != Some(self.toplevel) {
-            return Err(self.fail(format!(
-                "after the reboot the host runs {}, not {}",
-                status.current.as_deref().unwrap_or("an unknown system"),
-                self.toplevel
-            )));
-        }
-        let why = match self.conn.target().fresh_command(&["true"]).await {
-            Ok(ran) if ran.ok() => {
-                let mut failed = None;
-                for check in &self.settings.checks {
-                    self.phase(&format!("checking {}", describe(check)));
-                    if let Err(why) = run_check(self.conn, check, self.settings.health_deadline).await {
-                        failed = Some(format!("health check {} failed after the reboot: {why}", describe(check)));
-                        break;
-                    }
-                }
-                match failed {
-                    None => {
-                        return Ok(Done {
-                            outcome: format!(
-                                "activated {} (rebooted: switch-to-configuration exit 100)",
-                                self.toplevel
-                            ),
-                            current_system: self.toplevel.to_owned(),
-                            boot_system: Some(self.toplevel.to_owned()),
-                        });
-                    }
-                    Some(why) => why,
-                }
-            }
-            _ => "a fresh SSH login after the reboot failed".to_owned(),
-        };
-        let Some(prev) = previous else {
-            return Err(self.fail(format!("{why}; there is no previous system to go back to")));
-        };
-        self.phase(&format!("rebooting back into {prev}"));
-        let back = self
-            .conn
-            .run(&[&format!("{bin}/nix-env"), "-p", SYSTEM_PROFILE, "--set", prev])
-            .await
-            .and_then(|ran| if ran.ok() { Ok(ran) } else { Err(self.fail(ran.stderr)) });
-        let boot = match back {
-            Ok(_) => self.conn.run(&[&format!("{prev}/bin/switch-to-configuration"), "boot"]).await.map(|r| r.ok()),
-            Err(e) => Err(e),
-        };
-        if !matches!(boot, Ok(true)) {
-            return Err(self
-                .fail(format!("{why}; making {prev} the boot default again failed; the host runs {}", self.toplevel)));
-        }
-        self.reboot(bin).await?;
-        let runs = self.status().await?.current.unwrap_or_else(|| "an unknown system".into());
-        Err(self.fail(format!("rolled back to {prev} (rebooted into it): {why}; the host runs {runs}")))
-    }
-
-    /// Reboots the host and waits until it answers again with its `/run` fresh (the deploy's markers gone).
-    async fn reboot(&self, bin: &str) -> Result<()> {
-        self.phase("rebooting");
-        let marker = format!("{MARKERS}/reboot-pending");
-        let ran = self
-            .conn
-            .run(&["/bin/sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && touch \"$1\"", "mark", &marker])
-            .await?;
-        if !ran.ok() {
-            return Err(self.fail(format!("cannot mark the reboot: {}", ran.stderr)));
-        }
-        // The connection may end before the command returns: the host is going down.
-        let _ = self.conn.run(&[&format!("{bin}/systemctl"), "reboot"]).await;
-        let until = Instant::now() + REBOOT_TIMEOUT;
+    /// The host's state once no deploy script is busy rolling back or writing a boot default there, and every
+    /// pending deploy's switch has returned.
+    async fn settled_status(&self) -> Result<HostStatus> {
+        let until = Instant::now() + ROLLBACK_TIMEOUT;
         loop {
-            tokio::time::sleep(POLL * 4).await;
-            if let Ok(ran) = self.conn.target().fresh_command(&["test", "-e", &marker]).await
-                && ran.code == Some(1)
-            {
-                return Ok(());
-            }
-            if Instant::now() > until {
-                return Err(self
-                    .fail(format!("the host did not come back within {} s of the reboot", REBOOT_TIMEOUT.as_secs())));
-            }
-        }
-    }
-
-    /// A deploy on the host that has no decision: one that installed this very system is verified and
-    /// confirmed (its run was interrupted after the switch: the host must not revert later); any other is
-    /// cancelled before this deploy arms its own watchdog, and its rollback target (the last confirmed
-    /// system) becomes this deploy's.
-    async fn settle_pending(&self, status: &HostStatus, pending: &Pending) -> Result<Settled> {
-        let pending = self.wait_for_pending_switch(pending).await?;
-        let bin = Self::bin(if pending.prev.is_empty() { self.toplevel } else { &pending.prev });
-        let runs_it = status.current.as_deref() == Some(self.toplevel) && pending.toplevel == self.toplevel;
-        if runs_it && pending.status.as_deref() == Some("0") && pending.alive {
-            self.phase(&format!("confirming the interrupted deploy {} after checking it", pending.id));
-            let prev = (!pending.prev.is_empty()).then_some(pending.prev.as_str());
-            self.verify(&pending.id, prev).await?;
-            self.decide(&pending.id, "confirmed", &bin, prev).await?;
-            return Ok(Settled::Confirmed(Done {
-                outcome: format!("confirmed the interrupted deploy of {}", self.toplevel),
-                current_system: self.toplevel.to_owned(),
-                boot_system: status.profile.clone(),
-            }));
-        }
-        self.phase(&format!("cancelling the unconfirmed deploy {} of {}", pending.id, pending.toplevel));
-        let verdict = format!("cancelled-by-{}", self.ctx.address);
-        let ran = self.decide_raw(&pending.id, &verdict, &bin).await?;
-        if ran.code == Some(3) && ran.stdout.trim() != "confirmed" {
-            // Its own watchdog decided in the meantime: let its rollback finish first.
-            self.wait_rolled_back(&pending.id).await;
-        }
-        Ok(Settled::Cancelled { prev: (!pending.prev.is_empty()).then(|| pending.prev.clone()) })
-    }
-
-    /// Waits until a pending deploy's switch has returned (its script may still be activating).
-    async fn wait_for_pending_switch(&self, pending: &Pending) -> Result<Pending> {
-        let mut pending = pending.clone();
-        let until = Instant::now() + ACTIVATION_TIMEOUT;
-        while pending.status.is_none() && pending.alive {
+            let status = self.status().await?;
+            let activating = status.pending.iter().find(|p| p.status.is_none() && p.alive);
+            let waiting_for = match (status.busy.first(), activating) {
+                (Some(busy), _) => format!("deploy {busy} to finish on the host (a rollback, or a boot default)"),
+                (None, Some(p)) => format!("the activation of deploy {} to finish", p.id),
+                (None, None) => return Ok(status),
+            };
             if Instant::now() > until {
                 return Err(self.fail(format!(
-                    "deploy {} of {} is still activating after {} s; try again once it is done",
-                    pending.id,
-                    pending.toplevel,
-                    ACTIVATION_TIMEOUT.as_secs()
+                    "gave up waiting for {waiting_for} after {} s; nothing changed",
+                    ROLLBACK_TIMEOUT.as_secs()
                 )));
             }
-            self.phase(&format!("waiting for the activation of deploy {} to finish", pending.id));
+            self.phase(&format!("waiting for {waiting_for}"));
             tokio::time::sleep(POLL * 4).await;
-            match self.status().await?.pending.into_iter().find(|p| p.id == pending.id) {
-                Some(p) => pending = p,
-                None => break,
-            }
         }
-        Ok(pending)
+    }
+
+    /// Checks and confirms a pending deploy of this system that a killed run left behind.
+    async fn confirm_pending(&self, status: &HostStatus, pending: &Pending) -> Result<Done> {
+        self.phase(&format!("confirming the interrupted deploy {} after checking it", pending.id));
+        let prev = (!pending.prev.is_empty()).then_some(pending.prev.as_str());
+        let bin = Self::bin(prev.unwrap_or(self.toplevel));
+        self.verify(&pending.id, prev).await?;
+        self.decide(&pending.id, "confirmed", &bin, prev).await?;
+        let mut done = self.finish_confirmed(&pending.id, status.profile.clone()).await?;
+        done.outcome = format!("confirmed the interrupted deploy of {}", self.toplevel);
+        Ok(done)
+    }
+
+    /// After the confirmation: a `switch` becomes the boot default (the host's script does it); waits for that.
+    async fn finish_confirmed(&self, id: &str, profile: Option<String>) -> Result<Done> {
+        if self.settings.action != "switch" {
+            return Ok(Done {
+                outcome: format!("activated {} (not the boot default)", self.toplevel),
+                current_system: self.toplevel.to_owned(),
+                boot_system: profile,
+            });
+        }
+        self.phase("making it the boot default");
+        let until = Instant::now() + ROLLBACK_TIMEOUT;
+        let booted = loop {
+            match self.read_marker(&format!("booted-{id}")).await {
+                Ok(Some(text)) => break text,
+                Ok(None) if Instant::now() < until => tokio::time::sleep(POLL).await,
+                Ok(None) => return Err(self.fail("activated and confirmed; making it the boot default did not finish")),
+                Err(e) => return Err(e),
+            }
+        };
+        if booted.trim() == "code=0" {
+            return Ok(Done {
+                outcome: format!("activated {}", self.toplevel),
+                current_system: self.toplevel.to_owned(),
+                boot_system: Some(self.toplevel.to_owned()),
+            });
+        }
+        let log = self.read_marker(&format!("boot-{id}.out")).await.ok().flatten().unwrap_or_default();
+        Err(self.fail(format!(
+            "activated and confirmed, but making it the boot default failed ({}): the host runs {} and boots {}:\n{}",
+            booted.trim(),
+            self.toplevel,
+            profile.as_deref().unwrap_or("the previous system"),
+            tail(&log)
+        )))
     }
 
     /// Copies what the host lacks of the closure. The validity check takes the path list on stdin (a
@@ -430,7 +389,7 @@ impl Deploy<'_> {
 
     /// Starts the deploy script detached from this SSH session: `systemd-run` where the host runs systemd,
     /// else `setsid` (the script ignores SIGHUP).
-    async fn launch(&self, id: &str, previous: Option<&str>, bin: &str) -> Result<()> {
+    async fn launch(&self, id: &str, previous: Option<&str>, bin: &str, takeover: &[&str]) -> Result<()> {
         let window = self.settings.confirm_within.as_secs().to_string();
         let unit = format!("paranix-deploy-{id}");
         let systemd = self.conn.run(&["test", "-d", "/run/systemd/system"]).await?.ok();
@@ -442,6 +401,7 @@ impl Deploy<'_> {
             vec![&setsid, "-f"]
         };
         let prev = previous.unwrap_or("");
+        let takeover = takeover.join(" ");
         argv.extend([
             "/bin/sh",
             "-c",
@@ -454,6 +414,7 @@ impl Deploy<'_> {
             &window,
             bin,
             SYSTEM_PROFILE,
+            &takeover,
         ]);
         let launched = self.conn.run(&argv).await?;
         if !launched.ok() {
@@ -505,19 +466,21 @@ impl Deploy<'_> {
         }
     }
 
-    /// After a failed switch: the host's script rolls back by itself; wait for it and report.
+    /// After a failed switch: the host's script rolls back by itself (or knows nothing changed); wait for it
+    /// and report.
     async fn after_failed_switch(&self, id: &str, code: &str, previous: Option<&str>) -> Error {
         let log = self.read_marker(&format!("switch-{id}.out")).await.ok().flatten().unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
         let why = if log.contains("Could not acquire lock") {
             "another switch-to-configuration held the host's lock for over a minute".to_owned()
         } else if log.contains("Pre-switch checks failed") {
             "the pre-switch checks failed".to_owned()
+        } else if code == "0" {
+            "activation reported success but the host does not run the new system".to_owned()
         } else {
             format!("activation failed (exit {code})")
         };
         let rolled = self.wait_rolled_back(id).await;
-        self.report(&format!("{why}:\n{}", tail.join("\n")), rolled, previous).await
+        self.report(&format!("{why}:\n{}", tail(&log)), rolled, previous).await
     }
 
     /// The fresh login and the health checks; on failure, the rollback.
@@ -590,8 +553,9 @@ impl Deploy<'_> {
             Some(r) if r.code == "none" => {
                 self.fail(format!("{why}; there is no previous system to roll back to; the host runs {runs}"))
             }
-            Some(r) if r.code == "profile" => self
-                .fail(format!("{why}; nothing was activated, the profile is back on {}; the host runs {runs}", r.prev)),
+            Some(r) if r.code == "nothing-changed" => {
+                self.fail(format!("{why}; nothing was changed; the host runs {runs}"))
+            }
             Some(r) if r.succeeded() => self.fail(format!("rolled back to {}: {why}; the host runs {runs}", r.prev)),
             Some(r) => self.fail(format!(
                 "{why}; rolling back to {} failed too (switch-to-configuration exit {}); the host runs {runs}",
@@ -614,28 +578,39 @@ impl Deploy<'_> {
     async fn decide(&self, id: &str, verdict: &str, bin: &str, previous: Option<&str>) -> Result<()> {
         self.phase("confirming");
         let ran = self.decide_raw(id, verdict, bin).await?;
-        if ran.ok() {
-            return Ok(());
+        match ran.code {
+            Some(0) => Ok(()),
+            Some(3) => {
+                let by = ran.stdout.trim().to_owned();
+                let rolled = match by.as_str() {
+                    "watchdog" | "deployer" | "activation-failed" => self.wait_rolled_back(id).await,
+                    _ => None,
+                };
+                Err(self
+                    .report(&format!("the host decided first ({by}): the confirmation came too late"), rolled, previous)
+                    .await)
+            }
+            Some(4) => {
+                let runs =
+                    self.status().await.ok().and_then(|s| s.current).unwrap_or_else(|| "an unknown system".into());
+                Err(self.fail(format!(
+                    "the host no longer knows this deploy (it rebooted before the confirmation: the boot default never \
+                     moved); the host runs {runs}"
+                )))
+            }
+            _ => Err(self.fail(format!(
+                "the confirmation could not be written ({}); the host rolls back to {} by itself when its window ends",
+                ran.stderr,
+                previous.unwrap_or("the previous system")
+            ))),
         }
-        if ran.code == Some(3) {
-            let by = ran.stdout.trim().to_owned();
-            let rolled = self.wait_rolled_back(id).await;
-            return Err(self
-                .report(&format!("the host decided first ({by}): the confirmation came too late"), rolled, previous)
-                .await);
-        }
-        Err(self.fail(format!(
-            "the confirmation could not be written ({}); the host rolls back to {} by itself when its window ends",
-            ran.stderr,
-            previous.unwrap_or("the previous system")
-        )))
     }
 }
 
-/// How a pending deploy was settled.
-enum Settled {
-    Confirmed(Done),
-    Cancelled { prev: Option<String> },
+/// The last lines of a log, for error messages.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
 fn describe(check: &HealthCheck) -> String {
