@@ -3,8 +3,9 @@
 //! `check`, `test`/`switch`/`boot`; `tests/nix/fake-system.nix`) and can be told to fail or be slow.
 //!
 //! Time windows derive from the measured login time to the target: the connect timeout is ten logins (at
-//! least 2 s), the confirmation window the shortest the deployment accepts (health deadline + two connect
-//! timeouts), so a busy machine stretches them instead of failing the tests.
+//! least 2 s), the confirmation window the shortest a deployment with up to three health checks accepts (a
+//! health deadline per check + two connect timeouts), so a busy machine stretches them instead of failing the
+//! tests.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,9 +34,9 @@ impl Windows {
         Windows { connect: Duration::from_secs(connect.as_secs_f64().ceil() as u64), health: Duration::from_secs(2) }
     }
 
-    /// The shortest confirmation window a deployment accepts.
+    /// The shortest confirmation window a deployment with up to three health checks accepts.
     fn confirm(&self) -> Duration {
-        self.health + self.connect * 2
+        self.health * 3 + self.connect * 2
     }
 }
 
@@ -437,10 +438,10 @@ async fn slow_health_checks_never_race_the_watchdog_and_windows_too_short_for_th
     let health = Duration::from_secs(6);
     let slow = deployment("h", &rig, &target, &gen2)
         .health_deadline(health)
-        .confirm_within(health + w.connect * 2)
+        .confirm_within(health * 2 + w.connect * 2)
         .health_check(HealthCheck::command(["sh", "-c", "sleep 4; true"]));
     d.up(&project(vec![slow]), |_| {}).await.expect("confirmed in time");
-    tokio::time::sleep(health + w.connect * 2 + Duration::from_secs(2)).await;
+    tokio::time::sleep(health * 2 + w.connect * 2 + Duration::from_secs(2)).await;
     assert_eq!(target.current_system().as_deref(), Some(gen2.as_str()));
 
     // A window shorter than the checks plus two logins is refused before anything happens.
@@ -452,7 +453,7 @@ async fn slow_health_checks_never_race_the_watchdog_and_windows_too_short_for_th
     );
     let err = stack.check().expect_err("refused").to_string();
     assert!(err.contains("nixos_deployment.h") && err.contains("confirm_within"), "{err}");
-    assert!(err.contains("plus two connect timeouts"), "{err}");
+    assert!(err.contains("for each of the 1 health check(s) plus two connect timeouts"), "{err}");
 }
 
 #[tokio::test]

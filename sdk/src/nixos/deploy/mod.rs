@@ -368,13 +368,16 @@ impl Resource for Deployment {
         if self.connect_timeout.as_secs() == 0 {
             v.error("connect_timeout", "at least 1 s");
         }
+        // The checks run one after the other, each until its deadline.
+        let checks = u32::try_from(self.health.len().max(1)).unwrap_or(u32::MAX);
         let margin = self.connect_timeout * 2;
-        if self.confirm_within < self.health_deadline + margin {
+        if self.confirm_within < self.health_deadline * checks + margin {
             v.error(
                 "confirm_within",
                 format!(
                     "{} s is too short: the host would roll back while the deploy may still confirm; give it at least \
-                     the health deadline ({} s) plus two connect timeouts (the fresh login and the confirmation, {} s)",
+                     the health deadline ({} s) for each of the {checks} health check(s) plus two connect timeouts \
+                     (the fresh login and the confirmation, {} s)",
                     self.confirm_within.as_secs(),
                     self.health_deadline.as_secs(),
                     margin.as_secs()
