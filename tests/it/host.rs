@@ -55,6 +55,16 @@ fn on_target(
     }
 }
 
+/// The addresses and actions of a plan's changes, no-ops left out.
+fn planned_changes(plan: &paranix::plan::ProjectPlan) -> Vec<(String, Action)> {
+    plan.stacks
+        .iter()
+        .flat_map(|s| s.changes())
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| (c.address.to_string(), c.action))
+        .collect()
+}
+
 /// The text of `path` inside the system the target runs.
 fn in_current_system(target: &Target, path: &str) -> String {
     let current = target.current_system().expect("the target runs a system");
@@ -129,13 +139,7 @@ async fn the_printerfacts_example_goes_up_on_moto_and_a_rig_target_and_a_changed
         on_target(&target, http_port, |h| h.option(&["networking", "hostName"], "printerfacts-2")),
     );
     let plan = cloud.plan(&changed).await;
-    let changes: Vec<(String, Action)> = plan
-        .stacks
-        .iter()
-        .flat_map(|s| s.changes())
-        .filter(|c| c.action != Action::NoOp)
-        .map(|c| (c.address.to_string(), c.action))
-        .collect();
+    let changes = planned_changes(&plan);
     assert_eq!(
         changes,
         [
@@ -192,13 +196,7 @@ async fn the_printerfacts_example_goes_up_on_moto_and_a_rig_target_and_a_changed
     // Back on the previous system, the deploy key logs in again: the next plan sees the host running what
     // `changed` declares, and only the system's build (recorded as the lockout one) goes back.
     let plan = cloud.plan(&changed).await;
-    let changes: Vec<(String, Action)> = plan
-        .stacks
-        .iter()
-        .flat_map(|s| s.changes())
-        .filter(|c| c.action != Action::NoOp)
-        .map(|c| (c.address.to_string(), c.action))
-        .collect();
+    let changes = planned_changes(&plan);
     assert_eq!(changes, [("nixos_system.printerfacts".to_owned(), Action::Update)], "{plan}");
     cloud.up(&changed).await;
     cloud.assert_converged(&changed).await;

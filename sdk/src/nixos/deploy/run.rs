@@ -74,29 +74,16 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
-/// A unix time as `YYYY-MM-DD HH:MM:SS UTC`.
-fn utc(seconds: u64) -> String {
-    let days = seconds / 86_400;
-    let (h, m, s) = (seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
-    // Civil from days (Howard Hinnant's algorithm, public domain).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC")
-}
-
 /// How refresh shows a host whose last deploy waits for its decision: what runs, and what it reverts to.
 pub(crate) fn describe_pending(current: &str, pending: &Pending) -> String {
     let back = if pending.prev.is_empty() { "nothing (no previous system)" } else { pending.prev.as_str() };
     match (pending.deadline, pending.alive) {
         (Some(deadline), true) => {
-            format!("{current} (unconfirmed deploy {}: reverts to {back} at {})", pending.id, utc(deadline))
+            format!(
+                "{current} (unconfirmed deploy {}: reverts to {back} at {})",
+                pending.id,
+                crate::state::rfc3339(deadline)
+            )
         }
         (None, true) => format!("{current} (deploy {} still activating)", pending.id),
         (_, false) => format!("{current} (deploy {} was interrupted before its decision)", pending.id),
@@ -676,16 +663,4 @@ async fn local(argv: &[&str]) -> std::result::Result<String, String> {
         return Err(format!("{} failed: {}", argv.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn unix_times_read_as_utc() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_764_547_200), "2025-12-01 00:00:00 UTC");
-        assert_eq!(utc(951_825_600), "2000-02-29 12:00:00 UTC");
-    }
 }
