@@ -24,6 +24,12 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// A numeric variable: absent is `None`; present but not a number is an error naming it (a typo must not
+/// silently deploy to port 22 or drop a health check).
+fn number<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
+    var(name).map(|v| v.parse().map_err(|_| format!("{name}={v:?} is not a number"))).transpose()
+}
+
 fn main() -> ExitCode {
     let (Some(host), Some(host_key), Some(toplevel)) =
         (var("DEPLOY_HOST"), var("DEPLOY_HOST_KEY"), var("DEPLOY_TOPLEVEL"))
@@ -31,29 +37,47 @@ fn main() -> ExitCode {
         eprintln!("error: set DEPLOY_HOST, DEPLOY_HOST_KEY and DEPLOY_TOPLEVEL (see the example's documentation)");
         return ExitCode::from(2);
     };
-    let port = var("DEPLOY_PORT").and_then(|p| p.parse().ok()).unwrap_or(22);
+    let numbers = (|| {
+        Ok::<_, String>((
+            number::<i64>("DEPLOY_PORT")?,
+            number::<u64>("DEPLOY_CONFIRM_SECS")?,
+            number::<u64>("DEPLOY_HEALTH_SECS")?,
+            number::<u64>("DEPLOY_CONNECT_SECS")?,
+            number::<u16>("DEPLOY_HEALTH_PORT")?,
+        ))
+    })();
+    let (port, confirm, health, connect, health_port) = match numbers {
+        Ok(numbers) => numbers,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return ExitCode::from(2);
+        }
+    };
     let mut deployment = Deployment::new("host")
         .host(host.as_str())
-        .port(port)
+        .port(port.unwrap_or(22))
         .user(var("DEPLOY_USER").unwrap_or_else(|| "root".into()))
         .host_key(PublicKey::new(host_key))
         .toplevel(StorePath::new(toplevel));
     if let Some(key) = var("DEPLOY_SSH_KEY") {
         deployment = deployment.private_key(key);
     }
-    if let Some(secs) = var("DEPLOY_CONFIRM_SECS").and_then(|s| s.parse().ok()) {
+    if let Some(secs) = confirm {
         deployment = deployment.confirm_within(Duration::from_secs(secs));
     }
-    if let Some(secs) = var("DEPLOY_HEALTH_SECS").and_then(|s| s.parse().ok()) {
+    if let Some(secs) = health {
         deployment = deployment.health_deadline(Duration::from_secs(secs));
     }
-    if let Some(secs) = var("DEPLOY_CONNECT_SECS").and_then(|s| s.parse().ok()) {
+    if let Some(secs) = connect {
         deployment = deployment.connect_timeout(Duration::from_secs(secs));
     }
-    if let (Some(path), Some(port)) =
-        (var("DEPLOY_HEALTH_URL_PATH"), var("DEPLOY_HEALTH_PORT").and_then(|p| p.parse().ok()))
-    {
-        deployment = deployment.health_check(HealthCheck::http(port, path));
+    match (var("DEPLOY_HEALTH_URL_PATH"), health_port) {
+        (Some(path), Some(port)) => deployment = deployment.health_check(HealthCheck::http(port, path)),
+        (None, None) => {}
+        _ => {
+            eprintln!("error: set both DEPLOY_HEALTH_URL_PATH and DEPLOY_HEALTH_PORT for an HTTP health check");
+            return ExitCode::from(2);
+        }
     }
     let mut stack = Stack::new("deploy");
     stack.add(deployment);

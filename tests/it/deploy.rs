@@ -798,6 +798,11 @@ fn hosts_users_and_health_paths_that_could_inject_are_refused_at_plan_time() {
         (base().health_check(HealthCheck::http(80, "/fact\r\nX-Evil: 1")), "health_checks[0].http"),
         (base().health_check(HealthCheck::http(80, "fact")), "health_checks[0].http"),
         (base().identity_file("/root/my key"), "identity_file"),
+        (base().toplevel("/nix/store/../../root/x"), "toplevel"),
+        (base().toplevel("/nix/store/00000000000000000000000000000000-nixos-system/"), "toplevel"),
+        (base().confirm_within(Duration::MAX), "confirm_within"),
+        (base().health_deadline(Duration::MAX), "health_deadline"),
+        (base().connect_timeout(Duration::MAX), "connect_timeout"),
     ] {
         let mut stack = Stack::new("hosts");
         stack.add(deployment);
@@ -1126,4 +1131,98 @@ async fn two_deploys_to_one_host_at_once_end_with_one_decision_each_and_one_syst
     }
     // No deploy script is left waiting: nothing can revert the host later.
     eventually(Duration::from_secs(20), "every deploy script ending", || target.namespace_pids().len() == 1).await;
+}
+
+#[tokio::test]
+async fn a_boot_default_that_could_not_be_written_shows_as_drift_and_the_next_up_writes_it() {
+    let rig = Rig::new();
+    let target = rig.target("bootfail");
+    let (gen1, gen2) = (rig.build_system("gen1", "bootfail"), rig.build_system("gen2", "bootfail"));
+    let d = Deploy::new();
+    d.up(&project(vec![deployment("h", &rig, &target, &gen1)]), |_| {}).await.expect("gen1");
+    target.fail_bootloader(true);
+    let next = project(vec![deployment("h", &rig, &target, &gen2)]);
+    let err = d.up(&next, |_| {}).await.expect_err("the boot loader cannot be written");
+    let text = err.to_string();
+    assert!(text.contains("activated and confirmed, but making it the boot default failed"), "{text}");
+    assert!(text.contains(&format!("the host runs {gen2} and boots {gen1}")), "{text}");
+    assert_eq!(target.current_system().as_deref(), Some(gen2.as_str()));
+    assert_eq!(target.profile().as_deref(), Some(gen1.as_str()), "the profile went back with the failed write");
+    // Not "no changes": the host would boot gen1 again.
+    let plan = d.plan(&next).await;
+    assert!(plan.to_string().contains(&format!("{gen2} (boots {gen1})")), "{plan}");
+    target.fail_bootloader(false);
+    d.up(&next, |_| {}).await.expect("written this time");
+    assert_eq!(target.profile().as_deref(), Some(gen2.as_str()));
+    assert!(d.plan(&next).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_hosts_own_rollback_is_not_stopped_by_a_switch_inhibitor() {
+    // Going back to the system that ran is what an inhibitor must never prevent: the rollback skips the
+    // pre-switch checks.
+    let rig = Rig::new();
+    let target = Arc::new(Mutex::new(rig.target("inhibitedback")));
+    let (gen1, gen2) = (rig.build_system("gen1", "inhibitedback"), rig.build_system("gen2", "inhibitedback"));
+    let d = Deploy::new();
+    let first = deployment("h", &rig, &target.lock().expect("mutex"), &gen1);
+    d.up(&project(vec![first]), |_| {}).await.expect("gen1");
+    let sick = deployment("h", &rig, &target.lock().expect("mutex"), &gen2).health_check(HealthCheck::command([
+        "test",
+        "-e",
+        "/run/no-such-file",
+    ]));
+    let t = target.clone();
+    let err = d
+        .up(&project(vec![sick]), move |note| {
+            if note.contains("logging in afresh") {
+                t.lock().expect("mutex").inhibit_switch("systemd: 259 -> 260");
+            }
+        })
+        .await
+        .expect_err("unhealthy");
+    assert!(err.to_string().contains(&format!("rolled back to {gen1}")), "{err}");
+    assert_eq!(target.lock().expect("mutex").current_system().as_deref(), Some(gen1.as_str()));
+}
+
+#[tokio::test]
+async fn deploy_keys_are_checked_without_showing_them() {
+    let rig = Rig::new();
+    let target = rig.target("keys");
+    let system = rig.build_system("gen1", "keys");
+    let key = std::fs::read_to_string(rig.client_key()).expect("key");
+    let with_key = |key: String| {
+        Deployment::new("h")
+            .host(target.addr())
+            .port(i64::from(target.port()))
+            .host_key(target.host_public_key())
+            .private_key(key)
+            .toplevel(system.clone())
+    };
+    // A key pasted with CRLF line ends works.
+    let d = Deploy::new();
+    d.up(&project(vec![with_key(key.replace('\n', "\r\n"))]), |_| {}).await.expect("CRLF key");
+    assert_eq!(target.current_system().as_deref(), Some(system.as_str()));
+
+    // A path instead of the key, and a passphrase-protected key: refused, saying why, showing nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let protected = dir.path().join("protected");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret passphrase", "-f"])
+        .arg(&protected)
+        .output()
+        .expect("ssh-keygen");
+    assert!(made.status.success());
+    let protected = std::fs::read_to_string(&protected).expect("read");
+    for (key, why) in [
+        (rig.client_key().display().to_string(), "not an OpenSSH private key (a file path?"),
+        (protected.clone(), "protected by a passphrase"),
+    ] {
+        let d = Deploy::new();
+        let err = d.up(&project(vec![with_key(key.clone())]), |_| {}).await.expect_err("refused").to_string();
+        assert!(err.contains("field `ssh_private_key`") && err.contains(why), "{err}");
+        if let Some(body) = key.lines().nth(2) {
+            assert!(!err.contains(body), "the error shows the key");
+        }
+    }
 }

@@ -478,6 +478,16 @@ impl Target {
         self.write_state("fail-after-stopping-units", "1");
     }
 
+    /// Makes every boot-loader write on the target fail (`switch-to-configuration boot|switch` exit 1, "Failed to
+    /// install bootloader": a full `/boot`, say) while `failing`.
+    pub fn fail_bootloader(&self, failing: bool) {
+        if failing {
+            self.write_state("fail-bootloader", "1");
+        } else {
+            let _ = fs::remove_file(self.dir.join("run/fake-nixos/fail-bootloader"));
+        }
+    }
+
     /// Lifts [`Target::inhibit_switch`].
     pub fn clear_inhibitor(&self) {
         let _ = fs::remove_file(self.dir.join("run/fake-nixos/inhibit"));

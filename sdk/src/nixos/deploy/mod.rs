@@ -157,6 +157,26 @@ pub static DEPLOYMENT: Schema = Schema {
     open_outputs: false,
 };
 
+/// The longest a deploy waits for anything (health checks, the confirmation window, a connection).
+pub const MAX_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// Checks a NixOS toplevel: a store path itself (`/nix/store/<32-character hash>-<name>`), not a path inside
+/// or beside one (`/nix/store/../..`), since the host runs `<toplevel>/bin/switch-to-configuration` as root.
+pub fn check_store_path(path: &str) -> std::result::Result<(), String> {
+    const HASH: &str = "0123456789abcdfghijklmnpqrsvwxyz";
+    let Some(base) = path.strip_prefix("/nix/store/") else {
+        return Err(format!("{path:?} is not a store path (/nix/store/<hash>-<name>)"));
+    };
+    let (hash, name) = base.split_at_checked(32).unwrap_or((base, ""));
+    let name_ok = name.strip_prefix('-').is_some_and(|n| {
+        !n.is_empty() && !n.starts_with('.') && n.chars().all(|c| c.is_ascii_alphanumeric() || "+-._?=".contains(c))
+    });
+    if hash.len() != 32 || !hash.chars().all(|c| HASH.contains(c)) || !name_ok {
+        return Err(format!("{path:?} is not a store path (/nix/store/<32-character hash>-<name>, nothing after it)"));
+    }
+    Ok(())
+}
+
 /// The actions `switch-to-configuration` takes.
 pub const ACTIONS: [&str; 4] = ["switch", "boot", "test", "dry-activate"];
 
@@ -270,6 +290,11 @@ impl Deployment {
     }
 }
 
+/// A duration in whole seconds, saturating (validation refuses anything over [`MAX_WINDOW`]).
+fn seconds(d: Duration) -> Attr {
+    Attr::Int(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 impl Resource for Deployment {
     fn schema() -> &'static Schema {
         &DEPLOYMENT
@@ -287,10 +312,10 @@ impl Resource for Deployment {
         };
         Attrs::from([
             ("action".into(), Attr::str(&self.action)),
-            ("confirm_within".into(), Attr::Int(self.confirm_within.as_secs() as i64)),
-            ("connect_timeout".into(), Attr::Int(self.connect_timeout.as_secs() as i64)),
+            ("confirm_within".into(), seconds(self.confirm_within)),
+            ("connect_timeout".into(), seconds(self.connect_timeout)),
             ("health_checks".into(), Attr::List(self.health.iter().map(HealthCheck::to_attr).collect())),
-            ("health_deadline".into(), Attr::Int(self.health_deadline.as_secs() as i64)),
+            ("health_deadline".into(), seconds(self.health_deadline)),
             ("host".into(), self.host.as_ref().map_or(Attr::Null, Value::to_attr)),
             ("host_key".into(), host_key),
             (
@@ -326,10 +351,24 @@ impl Resource for Deployment {
         if self.toplevel.is_none() {
             v.error("toplevel", "required: the NixOS system to deploy");
         }
-        if let Some(Value::Known(path)) = &self.toplevel
-            && !path.as_str().starts_with("/nix/store/")
-        {
-            v.error("toplevel", format!("{:?} is not a store path", path.as_str()));
+        if let Some(Value::Known(path)) = &self.toplevel {
+            v.check("toplevel", check_store_path(path.as_str()));
+        }
+        for (field, value) in [
+            ("health_deadline", self.health_deadline),
+            ("confirm_within", self.confirm_within),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if value > MAX_WINDOW {
+                v.error(
+                    field,
+                    format!(
+                        "{} s is more than a day ({} s), the longest paranix waits",
+                        value.as_secs(),
+                        MAX_WINDOW.as_secs()
+                    ),
+                );
+            }
         }
         if !ACTIONS.contains(&self.action.as_str()) {
             v.error("action", format!("{:?} is not one of {}", self.action, ACTIONS.join(", ")));
@@ -370,8 +409,8 @@ impl Resource for Deployment {
         }
         // The checks run one after the other, each until its deadline.
         let checks = u32::try_from(self.health.len().max(1)).unwrap_or(u32::MAX);
-        let margin = self.connect_timeout * 2;
-        if self.confirm_within < self.health_deadline * checks + margin {
+        let margin = self.connect_timeout.saturating_mul(2);
+        if self.confirm_within < self.health_deadline.saturating_mul(checks).saturating_add(margin) {
             v.error(
                 "confirm_within",
                 format!(
@@ -432,9 +471,19 @@ impl Deployer {
         let user = get("user").unwrap_or("root");
         super::ssh::check_user(user)
             .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{address}: field `user`: {e}")))?;
+        if self.work_root.display().to_string().contains(char::is_whitespace) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "the temporary directory {} contains whitespace, which the SSH options Nix is given cannot \
+                     carry: set TMPDIR to a path without any",
+                    self.work_root.display()
+                ),
+            ));
+        }
         let dir = WorkDir::create(&self.work_root)?;
         let identity = match (get("ssh_private_key"), get("identity_file")) {
-            (Some(key), _) => dir.write_key(key)?,
+            (Some(key), _) => dir.write_key(&usable_private_key(address, key)?)?,
             (None, Some(file)) => PathBuf::from(file),
             (None, None) => return Err(Error::provider(address, "no SSH private key")),
         };
@@ -472,10 +521,13 @@ impl Deployer {
 
     async fn deploy(&self, ctx: &StepContext, prior: Option<&ResourceState>, inputs: &Attrs) -> Result<Observed> {
         let address = &ctx.address;
-        let no_outputs = Attrs::new();
-        let (target, dir) = self.target(address, inputs, prior.map_or(&no_outputs, |p| &p.outputs))?;
         let toplevel =
             inputs.get("toplevel").and_then(Attr::as_str).ok_or_else(|| Error::provider(address, "no toplevel"))?;
+        // Known only now when it came from another resource: checked as at plan time.
+        check_store_path(toplevel)
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("{address}: field `toplevel`: {e}")))?;
+        let no_outputs = Attrs::new();
+        let (target, dir) = self.target(address, inputs, prior.map_or(&no_outputs, |p| &p.outputs))?;
         let settings = run::Settings::from_inputs(inputs);
         ctx.progress(format!("{}: connecting", target.display()));
         let conn = target.connect(dir).await.map_err(|e| Error::provider(address, e))?;
@@ -524,17 +576,29 @@ impl Deployer {
         let status = protocol::HostStatus::parse(&status?.stdout);
         let mut inputs = request.inputs.clone();
         let mut outputs = request.outputs.clone();
-        let desired = request.inputs.get("toplevel").and_then(Attr::as_str).unwrap_or_default();
+        // What the configuration asks for now (a failed deploy recorded nothing), else what was recorded.
+        let desired = request
+            .configured
+            .and_then(|c| c.get("toplevel"))
+            .and_then(Attr::as_str)
+            .or_else(|| request.inputs.get("toplevel").and_then(Attr::as_str))
+            .unwrap_or_default();
         if let Some(current) = &status.current {
             // What runs is what counts (an out-of-band switch is drift), with two exceptions that must show:
             // a deploy still waiting for its confirmation (the host reverts by itself), and a system installed
             // as the boot default by an exit 100 (the host runs it after a reboot).
+            // A `switch` is only done when the host also boots it: a boot default that moved back (a failed
+            // boot-loader write, an out-of-band `switch-to-configuration boot`) shows as drift too.
+            let action = request.inputs.get("action").and_then(Attr::as_str).unwrap_or("switch");
             let observed = match status.pending.first() {
                 Some(pending) => run::describe_pending(current, pending),
                 None if status.reboot_required.as_deref() == Some(desired)
                     && status.profile.as_deref() == Some(desired) =>
                 {
                     desired.to_owned()
+                }
+                None if action == "switch" && current == desired && status.profile.as_deref() != Some(desired) => {
+                    format!("{current} (boots {})", status.profile.as_deref().unwrap_or("another system"))
                 }
                 None => current.clone(),
             };
@@ -545,6 +609,25 @@ impl Deployer {
             outputs.insert("boot_system".into(), Attr::Str(profile));
         }
         Ok(Some(Observed { inputs, outputs }))
+    }
+}
+
+/// The deploy key as ssh reads it: an unencrypted OpenSSH private key with LF line ends (a key pasted with
+/// CRLF line ends is normalised). Errors say what is wrong without showing any of the key.
+fn usable_private_key(address: &Address, key: &str) -> Result<String> {
+    let key = key.replace("\r\n", "\n");
+    let refuse = |why: &str| Error::new(ErrorKind::InvalidConfig, format!("{address}: field `ssh_private_key`: {why}"));
+    match ssh_key::PrivateKey::from_openssh(key.trim()) {
+        Ok(parsed) if parsed.is_encrypted() => Err(refuse(
+            "the key is protected by a passphrase, which a deploy cannot type; use an unencrypted deploy key",
+        )),
+        Ok(_) => Ok(key),
+        Err(_) if !key.contains("-----BEGIN") => {
+            Err(refuse("not an OpenSSH private key (a file path? give the key's content, or use `identity_file`)"))
+        }
+        Err(_) => {
+            Err(refuse("not a readable OpenSSH private key (`ssh-keygen -p -f FILE` rewrites one in that format)"))
+        }
     }
 }
 

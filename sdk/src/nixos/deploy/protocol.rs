@@ -88,11 +88,15 @@ fi
 if [ "$inherited" = no ] && [ -n "$(running)" ]; then prev=$(running); fi
 put "armed-$id" "pid=$$ action=$action toplevel=$toplevel prev=$prev window=$window"
 if [ -n "$prev" ]; then "$bin/ln" -sfn "$prev" "/nix/var/nix/gcroots/paranix-prev-$id"; fi
-# switch-to-configuration of system $1 with action $2, output to $3, retried while another switch holds its lock.
+# switch-to-configuration of system $1 with action $2, output to $3, retried while another switch holds its lock;
+# with $4 = nocheck, without the pre-switch checks (NIXOS_NO_CHECK=1): going back to the system that ran must not
+# be stopped by an inhibitor.
 run_switch() {
   tries=0
+  nocheck=
+  if [ "${4:-}" = nocheck ]; then nocheck=1; fi
   while :; do
-    "$1/bin/switch-to-configuration" "$2" >"$d/$3" 2>&1 8>&-
+    NIXOS_NO_CHECK=$nocheck "$1/bin/switch-to-configuration" "$2" >"$d/$3" 2>&1 8>&-
     code=$?
     "$bin/cat" "$d/$3"
     if [ "$code" -ne 0 ] && [ "$tries" -lt 30 ] && "$bin/grep" -q 'Could not acquire lock' "$d/$3"; then
@@ -123,7 +127,7 @@ make_boot_default() {
 roll_back() {
   echo "paranix: rolling back to $prev ($1)"
   if [ -z "$prev" ]; then put "rolled-back-$id" "code=none prev= running=$(running) at=$(now)"; return; fi
-  run_switch "$prev" test "rollback-$id.out"
+  run_switch "$prev" test "rollback-$id.out" nocheck
   put "rolled-back-$id" "code=$? prev=$prev running=$(running) at=$(now)"
 }
 if [ "$action" = boot ]; then
