@@ -212,3 +212,15 @@ fn sources_json_pins_the_expected_revisions() {
     }
     assert_eq!(field(&sources["nixpkgs"], "nixpkgs", "branch"), "nixos-26.05");
 }
+
+#[test]
+fn the_modules_take_impermanence_from_the_evaluation_not_from_their_own_pin() {
+    // nix/eval.nix imports nixpkgs' modules and impermanence from one `sources`: a caller's `sources` changes
+    // both. A module of common/ that imported nix/sources.nix itself would pin impermanence behind its back.
+    for file in nix_files().iter().filter(|f| f.starts_with(repo_root().join("common"))) {
+        let text = fs::read_to_string(file).expect("read");
+        assert!(!text.contains("sources.nix"), "{} imports nix/sources.nix itself", file.display());
+    }
+    let eval = fs::read_to_string(repo_root().join("nix/eval.nix")).expect("read");
+    assert!(eval.contains("\"${sources.impermanence}/nixos.nix\""), "nix/eval.nix imports impermanence from `sources`");
+}

@@ -395,6 +395,15 @@ fn the_host_key_printer_prints_the_persisted_key_in_cloud_init_format_at_every_b
     assert!(strings(&unit["after"]).contains(&"sshd-keygen.service"));
     assert_eq!(strings(&unit["wantedBy"]), ["multi-user.target"]);
     assert_eq!(system["sshd"]["hostKeys"], json!(["/nix/persist/etc/ssh/ssh_host_ed25519_key"]));
+    // No copy or link of the key in /etc/ssh: apply-ec2-data writes user data's host keys there (`echo >`
+    // follows links) and would overwrite the persisted public key.
+    assert!(
+        system["etc"]
+            .as_array()
+            .expect("etc")
+            .iter()
+            .all(|f| !f.as_str().unwrap_or_default().starts_with("ssh/ssh_host"))
+    );
 
     // The script itself, run here on a real key: the block `host_key = console` parses.
     let printed = print_host_keys(unit["script"].as_str().expect("script"));

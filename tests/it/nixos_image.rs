@@ -87,3 +87,71 @@ async fn a_missing_configuration_file_is_an_error_naming_the_resource_and_field(
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     assert!(err.to_string().contains("nixos_image.tiny: field `image_nix`"), "{err}");
 }
+
+/// A stand-in for nix/image.nix that records, in its derivation, the two environment variables an image
+/// evaluation must never inherit from the operator's shell.
+const LEAK_IMAGE: &str = r#"{ configuration, format ? "raw", system ? builtins.currentSystem }:
+builtins.derivation {
+  name = "leak-check-image";
+  inherit system;
+  conf = builtins.readFile configuration;
+  values = builtins.getEnv "PARANIX_VALUES";
+  nixpkgs = builtins.getEnv "PARANIX_SOURCE_nixpkgs";
+  builder = "/bin/sh";
+  args = [ "-c" "exit 1" ];
+}
+"#;
+
+/// Run in a child process by the test below, with the operator's variables set (a test cannot set them in its
+/// own process without affecting the others).
+#[tokio::test]
+#[ignore = "run by images_are_evaluated_from_the_program_alone_in_a_root_with_a_space"]
+async fn child_plan_of_the_leak_check_image() {
+    let root = std::path::PathBuf::from(
+        std::env::var("LEAK_CHECK_ROOT")
+            .expect("a helper of images_are_evaluated_from_the_program_alone_in_a_root_with_a_space: run that test"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let builder = nixos::ImageBuilder::new(&root, dir.path().join("gcroots"))
+        .option("build-users-group", "")
+        .option("sandbox", "false")
+        .option("substituters", "")
+        .source("nixpkgs", "/explicit/nixpkgs");
+    let ws = Workspace::new(dir.path()).with_providers(|p| p.register(&["nixos_image"], std::sync::Arc::new(builder)));
+    let mut stack = Stack::new("images");
+    stack.add(nixos::Image::new("leak", "host.nix").image_nix("leak-image.nix"));
+    let project = Project::new().stack(stack);
+    let plan = ops::plan(&project, &ws, &PlanRequest::default(), &paranix::events::Silent).await.expect("plan");
+    let after = plan.stacks[0].changes()[0].after.clone().expect("after");
+    let drv = after["drv_path"].as_str().expect("evaluated").to_owned();
+    let binding = |name: &str| {
+        let out = std::process::Command::new("nix-store")
+            .args(["--query", "--binding", name, &drv])
+            .output()
+            .expect("nix-store");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(binding("values"), "", "PARANIX_VALUES leaked into the image evaluation");
+    assert_eq!(binding("nixpkgs"), "/explicit/nixpkgs", "only the builder's own source override reaches Nix");
+}
+
+#[test]
+fn images_are_evaluated_from_the_program_alone_in_a_root_with_a_space() {
+    require_nix();
+    // A project checked out under a path with a space: handed to Nix as a string (`--argstr`), not parsed as
+    // a path expression.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("my project");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::write(root.join("leak-image.nix"), LEAK_IMAGE).expect("write");
+    std::fs::write(root.join("host.nix"), "{ }\n").expect("write");
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--ignored", "--exact", "nixos_image::child_plan_of_the_leak_check_image"])
+        .env("LEAK_CHECK_ROOT", &root)
+        .env("PARANIX_VALUES", "/operator/values.json")
+        .env("PARANIX_SOURCE_nixpkgs", "/operator/nixpkgs")
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -80,6 +80,7 @@ in
     }) config.users.users;
     inherit (config.users) mutableUsers allowNoPasswordLogin;
     sudoRules = config.security.sudo.extraRules;
+    etc = lib.attrNames config.environment.etc;
     nixSettings = config.nix.settings;
     fileSystems = lib.mapAttrs (_: fs: {
       inherit (fs)
