@@ -130,7 +130,7 @@ pub const SMALL_MEMORY_TYPES: [(&str, u32); 11] = [
     ("c1.medium", 1740),
 ];
 
-/// The memory of `instance_type` in MiB when it is under 2 GiB ([`SMALL_MEMORY_TYPES`]); `None` means 2 GiB
+/// The memory of `instance_type` in MiB when it is under 2 GiB (the small types listed here); `None` means 2 GiB
 /// or more (or an unknown type).
 pub fn small_instance_memory_mib(instance_type: &str) -> Option<u32> {
     SMALL_MEMORY_TYPES.iter().find(|(name, _)| *name == instance_type).map(|(_, mib)| *mib)
@@ -146,7 +146,7 @@ pub const XEN_FAMILIES: [&str; 26] = [
     "i2", "i3", "g2", "g3", "p2", "p3", "f1", "hi1",
 ];
 
-/// Whether `instance_type` runs on the Nitro system: every family but [`XEN_FAMILIES`] (`p3dn` is its own
+/// Whether `instance_type` runs on the Nitro system: every family but the Xen ones (`p3dn` is its own
 /// family), and bare-metal sizes (`i3.metal`) of those.
 pub fn is_nitro(instance_type: &str) -> bool {
     let (family, size) = instance_type.split_once('.').unwrap_or((instance_type, ""));

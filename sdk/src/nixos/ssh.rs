@@ -6,17 +6,17 @@
 //! `Host` block of the operator's reaches it), the pinned `known_hosts` and no global one,
 //! `StrictHostKeyChecking=yes` (trust on first use only when asked, and only for the very first connection),
 //! `BatchMode=yes`, the deploy key alone (`IdentitiesOnly=yes`, no agent), a connect timeout and keepalives,
-//! and `--` before the destination. The master connection ([`Connection`]) is a plain `ssh -M` with a bounded
+//! and `--` before the destination. The master connection (`Connection`) is a plain `ssh -M` with a bounded
 //! `ControlPersist`; commands go through it when it is up and connect directly, with the same pinned options,
 //! when it is not, so losing the master never loosens a check.
 //!
-//! Cleanup: a [`Connection`] closes its master when closed or dropped, and removes its work directory (the
+//! Cleanup: a `Connection` closes its master when closed or dropped, and removes its work directory (the
 //! private key copy, the control socket, `known_hosts`) with it. Live connections are registered so that
 //! [`close_all_now`] can close them when the process is about to exit on a second signal; a run killed
 //! outright leaves a work directory whose owner is dead, which the next run finds and cleans
 //! ([`clean_leftovers`]).
 //!
-//! Commands are argv; quoting happens in exactly one place ([`shell_quote`], for the remote shell).
+//! Commands are argv; quoting happens in exactly one place (`shell_quote`, for the remote shell).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -1,7 +1,7 @@
 //! [`Deployment`]: a NixOS system deployed to a host over SSH, as a planned resource whose identity is the
 //! system's store path (the "toplevel"), and [`Deployer`], its provider.
 //!
-//! One deploy, per host (see [`run`] for the phases, [`protocol`] for what runs on the host):
+//! One deploy, per host (the phases are in `deploy/run.rs`, what runs on the host in `deploy/protocol.rs`):
 //!
 //! 1. connect (one multiplexed connection, the host key verified before anything else, [`super::ssh`]);
 //! 2. read what the host runs and any deploy still waiting for its decision: one that installed the wanted
