@@ -12,6 +12,7 @@
 let
   cfg = config.paranix;
   inherit (lib) mkOption types;
+  inherit (import ./types.nix { inherit lib; }) publicKey;
 
   # The console block, one public key file per argument: cloud-init's format (its
   # tools/write-ssh-key-fingerprints), which nixpkgs' print-host-key also prints since PR #442408. Every line
@@ -50,7 +51,7 @@ in
     };
 
     rootKeys = mkOption {
-      type = types.listOf types.singleLineStr;
+      type = types.listOf publicKey;
       default = [ ];
       example = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... deploy@paranix" ];
       description = ''
@@ -77,7 +78,7 @@ in
       };
 
       keys = mkOption {
-        type = types.listOf types.singleLineStr;
+        type = types.listOf publicKey;
         default = [ ];
         description = "SSH public keys of the deploy account (the deploy key pair's public half).";
       };
@@ -140,7 +141,11 @@ in
         Whether to run the ClamAV daemon and the freshclam signature updater. clamd holds its signature
         database in memory (over 1 GiB), so it is off by default on machines under 2 GiB (`host.memoryMiB`),
         where it would be killed at every switch and every deploy would roll back, and on the bootstrap image
-        (it boots on any instance type; the first deploy turns it on where it fits).
+        (it boots on any instance type; the first deploy turns it on where it fits). clamd reloads its signatures
+        in place (`services.clamav.daemon.settings.ConcurrentDatabaseReload` defaults to off here: a concurrent
+        reload holds a second copy for a while each day, which a 2 GiB machine cannot; turn it back on with
+        4 GiB or more to keep scanning during reloads). ClamAV's documentation recommends 3 GiB and more, so
+        4 GiB leaves headroom. An assertion refuses the daemon, however it was turned on, under 2 GiB.
       '';
     };
 
@@ -180,6 +185,30 @@ in
     users.allowNoPasswordLogin = lib.mkIf cfg.bootstrap (lib.mkDefault true);
 
     nix.settings.trusted-users = lib.mkIf (cfg.deployUser.name != null) [ cfg.deployUser.name ];
+
+    # "Exactly the keys declared for it": nothing else may add a way in for root on a deployed system.
+    assertions = [
+      {
+        # Every way in (paranix.antivirus.enable, services.clamav.daemon.enable, the host's own modules).
+        assertion = !config.services.clamav.daemon.enable || cfg.host.memoryMiB == null || cfg.host.memoryMiB >= 2048;
+        message = "paranix: the ClamAV daemon holds its signatures in over 1 GiB; on this ${toString cfg.host.memoryMiB} MiB machine it would be killed for lack of memory and every deploy would roll back. Pick an instance type with 4 GiB (t3.medium) or more, or leave the antivirus off.";
+      }
+    ]
+    ++ lib.optionals (!cfg.bootstrap) [
+      {
+        assertion =
+          config.users.users.root.openssh.authorizedKeys.keys == cfg.rootKeys
+          && config.users.users.root.openssh.authorizedKeys.keyFiles == [ ];
+        message = "paranix: root's SSH keys on a deployed system are exactly paranix.rootKeys; declare extra keys there (HostSpec::root_key), not in users.users.root.openssh.authorizedKeys.";
+      }
+      {
+        assertion =
+          config.services.openssh.authorizedKeysFiles == [ "/etc/ssh/authorized_keys.d/%u" ]
+          && (config.services.openssh.settings.AuthorizedKeysFile or null) == null
+          && config.services.openssh.authorizedKeysCommand == "none";
+        message = "paranix: a deployed system reads SSH keys from /etc/ssh/authorized_keys.d only (the declared ones); services.openssh.authorizedKeysFiles, settings.AuthorizedKeysFile and authorizedKeysCommand would let other keys in.";
+      }
+    ];
 
     services.amazon-ssm-agent.enable = lib.mkForce cfg.ssmAgent.enable;
 
@@ -255,6 +284,9 @@ in
 
     services.clamav = lib.mkIf cfg.antivirus.enable {
       daemon.enable = true;
+      # Reloading the signatures next to the loaded ones doubles clamd's memory for a while (ClamAV recommends
+      # 3 GiB and more with it on); reloading in place pauses scanning instead.
+      daemon.settings.ConcurrentDatabaseReload = lib.mkDefault false;
       updater.enable = true;
     };
 

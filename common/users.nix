@@ -31,7 +31,7 @@ let
       };
 
       keys = mkOption {
-        type = types.listOf types.singleLineStr;
+        type = types.listOf (import ./types.nix { inherit lib; }).publicKey;
         default = [ ];
         description = "SSH public keys that may log in as this user. Without keys the account cannot log in.";
       };

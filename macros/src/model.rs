@@ -231,7 +231,7 @@ pub(crate) fn check(args: &[Arg], item: &syn::Item, env: &Env) -> syn::Result<Ho
             format!(
                 "{instance_type} has {mib} MiB of memory: the ClamAV daemon holds its signatures in over 1 GiB and \
                  would be killed for lack of memory at every switch, so every deploy would roll back; pick an \
-                 instance type with 2 GiB or more (t3.small), or leave `paranix.antivirus.enable` off"
+                 instance type with 4 GiB (t3.medium) or more, or leave `paranix.antivirus.enable` off"
             ),
         );
     }
@@ -578,6 +578,16 @@ fn check_options(
         let name = path.join(".");
         if path.iter().any(String::is_empty) {
             errors.push(setting.path.span, format!("the option path {name:?} has an empty segment"));
+            continue;
+        }
+        if let Some(segment) = path.iter().find(|s| s.starts_with('_') || s.starts_with('$')) {
+            errors.push(
+                setting.path.span,
+                format!(
+                    "`{segment}` in `{name}` is not an option name: names starting with `_` are the NixOS module \
+                     system's (`_type` makes priorities, `_module` its settings), `$` ones paranix's own"
+                ),
+            );
             continue;
         }
         if let Some((other, _)) = options.iter().find(|(o, _)| o.starts_with(&path) || path.starts_with(o)) {

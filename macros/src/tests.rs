@@ -84,9 +84,11 @@ fn option_paths_must_not_overlap_and_values_must_be_known() {
     let messages = errors(quote! {
         instance_type = "t4g.small",
         configuration = "examples/printerfacts/host.nix",
-        nixos(a.b = 1, a.b.c = 2, x = public_ipp, y = self.nope),
+        nixos(a.b = 1, a.b.c = 2, x = public_ipp, y = self.nope, services._module.args = 1, _type = "override"),
     });
     assert!(messages.contains("`a.b.c` overlaps `a.b`"), "{messages}");
+    assert!(messages.contains("`_module` in `services._module.args` is not an option name"), "{messages}");
+    assert!(messages.contains("`_type` in `_type` is not an option name"), "{messages}");
     assert!(messages.contains("unknown instance output `public_ipp`; did you mean `public_ip`?"), "{messages}");
     assert!(messages.contains("unknown field `nope`"), "{messages}");
 }

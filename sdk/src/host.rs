@@ -527,7 +527,7 @@ impl Stack {
                     format!(
                         "{} has {mib} MiB of memory; the ClamAV daemon holds its signatures in over 1 GiB and would \
                          be killed for lack of memory at every switch, so every deploy would roll back: pick an \
-                         instance type with 2 GiB or more (t3.small), or leave the antivirus off",
+                         instance type with 4 GiB (t3.medium) or more, or leave the antivirus off",
                         spec.instance_type
                     ),
                 );

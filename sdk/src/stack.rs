@@ -234,6 +234,24 @@ impl Stack {
                         field: field.clone(),
                         message: format!("refers to {r}, but {} has no attribute `{}`", r.address, r.attribute),
                     }),
+                    // A secret may only flow where it stays secret: a field that is not sensitive is shown in
+                    // plans, events and state, and a NixOS system's values land in the world-readable store.
+                    Some(target) if target.schema.is_sensitive(&r.attribute) && !node.schema.is_sensitive(field) => {
+                        errors.push(FieldError {
+                            address: node.address.to_string(),
+                            field: field.clone(),
+                            message: format!(
+                                "refers to {r}, which is secret, but this field is not: it would show in plans and \
+                                 state{}",
+                                if node.address.kind() == "nixos_system" {
+                                    " and be copied into the world-readable Nix store; deliver secrets to hosts \
+                                     out of band (agenix, sops-nix, a runtime fetch), never as option values"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        })
+                    }
                     Some(_) => {}
                 });
             }
@@ -262,14 +280,22 @@ impl Stack {
             }
         }
         for output in &self.outputs {
-            output.value.visit_refs(&mut |r| {
-                if self.node(&r.address).is_none() {
+            output.value.visit_refs(&mut |r| match self.node(&r.address) {
+                None => errors.push(FieldError {
+                    address: format!("stack {:?}", self.name),
+                    field: format!("outputs.{}", output.name),
+                    message: format!("refers to {}, which is not declared in this stack", r.address),
+                }),
+                Some(target) if target.schema.is_sensitive(&r.attribute) && !output.sensitive => {
                     errors.push(FieldError {
                         address: format!("stack {:?}", self.name),
                         field: format!("outputs.{}", output.name),
-                        message: format!("refers to {}, which is not declared in this stack", r.address),
-                    });
+                        message: format!(
+                            "refers to {r}, which is secret: declare the output with `OutputKey::sensitive`"
+                        ),
+                    })
                 }
+                Some(_) => {}
             });
         }
         if !errors.is_empty() {

@@ -282,6 +282,27 @@ async fn forty_bad_inputs_each_name_the_resource_and_field_and_reach_no_server()
             }),
             "aws_s3_bucket.b: field `ignore_changes`: `tagz` is not a field of aws_s3_bucket",
         ),
+        (
+            stack_with(|s| {
+                s.add(paranix::nixos::System::new("web", "host.nix").option::<String>("services._module.args", "x"));
+            }),
+            "nixos_system.web: field `values.options.services._module.args`: the segment \"_module\" is not an option name",
+        ),
+        (
+            stack_with(|s| {
+                let key = s.add(ec2::KeyPair::generate("deploy"));
+                s.add(paranix::nixos::System::new("web", "host.nix").value("key", key.private_key()));
+            }),
+            "nixos_system.web: field `values`: refers to aws_key_pair.deploy.private_key_openssh, which is secret, but \
+             this field is not: it would show in plans and state and be copied into the world-readable Nix store",
+        ),
+        (
+            stack_with(|s| {
+                let key = s.add(ec2::KeyPair::generate("deploy"));
+                s.export(&OutputKey::<String>::new("deploy_key"), key.private_key());
+            }),
+            "stack \"bad\": field `outputs.deploy_key`: refers to aws_key_pair.deploy.private_key_openssh, which is secret",
+        ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
     for (build, expected) in &cases {

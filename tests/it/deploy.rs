@@ -290,6 +290,28 @@ async fn a_failing_health_check_rolls_back_on_the_host_and_the_error_says_what_r
 }
 
 #[tokio::test]
+async fn a_system_whose_logins_run_something_else_is_rolled_back() {
+    // A `ForceCommand` (or a key's `command=`) leaves logins working but runs its own command instead of the one
+    // asked for: no later deploy could run anything. The fresh login after activation must echo a value only
+    // this run knows.
+    let rig = Rig::new();
+    let target = rig.target("forced");
+    let gen1 = rig.build_system_with_sshd("gen1", "forced", "");
+    let forced = rig.build_system_with_sshd("gen2", "forced", "ForceCommand /bin/true\n");
+    let d = Deploy::new();
+    d.up(&project(vec![deployment("h", &rig, &target, &gen1)]), |_| {}).await.expect("first deploy");
+    let err = d.up(&project(vec![deployment("h", &rig, &target, &forced)]), |_| {}).await.expect_err("must fail");
+    let text = err.to_string();
+    assert!(text.contains("a fresh SSH login after activation did not run the command it was given"), "{text}");
+    assert!(text.contains(&format!("rolled back to {gen1}")), "{text}");
+    assert_eq!(target.current_system().as_deref(), Some(gen1.as_str()));
+    assert_eq!(target.profile().as_deref(), Some(gen1.as_str()), "the boot default never moved");
+    // The previous system's login settings are back: the next run sees the host as declared.
+    let again = d.plan(&project(vec![deployment("h", &rig, &target, &gen1)])).await;
+    assert!(again.is_empty(), "{again}");
+}
+
+#[tokio::test]
 async fn losing_the_host_after_activation_makes_it_roll_back_by_itself() {
     let rig = Rig::new();
     let target = Arc::new(Mutex::new(rig.target("lost")));

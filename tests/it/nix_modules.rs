@@ -127,6 +127,36 @@ impl Scenario {
         );
         serde_json::from_slice(&out.stdout).expect("the report is JSON")
     }
+
+    /// Evaluates a scenario the module system must refuse; returns its error output.
+    fn refused(&self) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = repo_root();
+        let mut command = Command::new("nix-instantiate");
+        command
+            .args(["--eval", "--strict", "--json", "--read-write-mode"])
+            .arg(root.join("tests/nix/modules/scenario.nix"))
+            .args(["--argstr", "libPath"])
+            .arg(nixpkgs_lib())
+            .args(["--argstr", "configuration"])
+            .arg(root.join("examples/printerfacts/host.nix"));
+        for (name, value) in [("optionsFile", &self.options), ("extraFile", &self.extra)] {
+            if let Some(value) = value {
+                let file = dir.path().join(format!("{name}.json"));
+                std::fs::write(&file, value.to_string()).expect("write the JSON file");
+                command.args(["--argstr", name]).arg(&file);
+            }
+        }
+        let out = command.output().expect("run nix-instantiate");
+        assert!(!out.status.success(), "the module system accepted it: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// The deployed printerfacts system with `adjust` applied in Rust and `extra` merged as one more module.
+fn deployed_with(adjust: impl FnOnce(HostSpec) -> HostSpec, extra: Value) -> Value {
+    let (values, system) = printerfacts_system(adjust);
+    Scenario { options: Some(values), system: Some(system), extra: Some(extra), ..Scenario::default() }.evaluate()
 }
 
 /// The values paranix passes to Nix for the printerfacts host's system (`PARANIX_VALUES`) and the Nix system
@@ -182,7 +212,7 @@ fn the_image_admits_only_the_ec2_launch_key_for_root_until_the_first_deploy() {
     assert_eq!(sshd["settings"]["PasswordAuthentication"], false);
     assert_eq!(sshd["settings"]["AuthenticationMethods"], "publickey");
     // The bootstrap system runs on any instance type: no antivirus; no shell through AWS either.
-    assert_eq!(image["antivirus"], json!({ "daemon": false, "updater": false }));
+    assert_eq!(image["antivirus"], json!({ "daemon": false, "updater": false, "concurrentReload": null }));
     assert_eq!(image["ssmAgent"], false);
     assert_eq!(image["amazonInit"], false);
 }
@@ -299,9 +329,112 @@ fn the_printerfacts_host_runs_only_what_it_declares() {
 }
 
 #[test]
+fn no_other_way_in_for_root_or_through_other_key_sources_is_accepted_on_a_deployed_system() {
+    // A key added for root outside paranix.rootKeys (another module, the host's own configuration): refused.
+    let extra_key =
+        json!({ "users": { "users": { "root": { "openssh": { "authorizedKeys": { "keys": [ALICE_KEY] } } } } } });
+    let system = deployed_with(|h| h, extra_key);
+    let failed = strings(&system["failedAssertions"]).join("\n");
+    assert!(failed.contains("root's SSH keys on a deployed system are exactly paranix.rootKeys"), "{failed}");
+
+    // Key files sshd would read besides the declared ones, or a command that makes keys up: refused.
+    for extra in [
+        json!({ "services": { "openssh": { "authorizedKeysFiles": ["%h/.ssh/authorized_keys"] } } }),
+        json!({ "services": { "openssh": { "authorizedKeysCommand": "/run/current-system/sw/bin/fetch-keys" } } }),
+        json!({ "services": { "openssh": { "settings": { "AuthorizedKeysFile": ".ssh/authorized_keys" } } } }),
+    ] {
+        let system = deployed_with(|h| h, extra.clone());
+        let failed = strings(&system["failedAssertions"]).join("\n");
+        assert!(failed.contains("reads SSH keys from /etc/ssh/authorized_keys.d only"), "{extra}: {failed}");
+    }
+}
+
+#[tokio::test]
+async fn a_configuration_nixos_refuses_fails_the_plan_naming_the_system_and_why() {
+    let lib = nixpkgs_lib();
+    assert!(
+        std::env::var_os("PARANIX_NIXPKGS_LIB").is_some(),
+        "tests/nix/fake-printerfacts-host.nix (the stand-in for nix/host.nix) reads nixpkgs' lib/ from \
+         PARANIX_NIXPKGS_LIB: run with PARANIX_NIXPKGS_LIB={}",
+        lib.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = repo_root();
+    let intruder = dir.path().join("intruder.nix");
+    std::fs::write(
+        &intruder,
+        format!(
+            "{{ imports = [ {host} ]; paranix.rootKeys = [ \"{DEPLOY_KEY}\" ];\n  \
+             users.users.root.openssh.authorizedKeys.keys = [ \"{ALICE_KEY}\" ]; }}\n",
+            host = root.join("examples/printerfacts/host.nix").display()
+        ),
+    )
+    .expect("write the configuration");
+    let builder = paranix::nixos::ImageBuilder::new(&root, dir.path().join("gcroots")).option("build-users-group", "");
+    let ws = paranix::ops::Workspace::new(dir.path().join("state"))
+        .with_providers(|p| p.register(&["nixos_system"], std::sync::Arc::new(builder)));
+    let plan = |system: paranix::nixos::System| {
+        let mut stack = Stack::new("hosts");
+        stack.add(system.host_nix("tests/nix/fake-printerfacts-host.nix"));
+        let project = Project::new().stack(stack);
+        let ws = &ws;
+        async move {
+            paranix::ops::plan(&project, ws, &paranix::ops::PlanRequest::default(), &paranix::events::Silent).await
+        }
+    };
+
+    // A failed assertion: the plan fails with NixOS' own message, before anything is built or requested.
+    let error = plan(paranix::nixos::System::new("web", &intruder)).await.expect_err("NixOS refuses it");
+    assert_eq!(error.kind(), ErrorKind::InvalidConfig, "{error}");
+    let text = error.to_string();
+    assert!(text.contains("nixos_system.web: NixOS refuses the configuration: failed assertions:"), "{text}");
+    assert!(text.contains("- paranix: root's SSH keys on a deployed system are exactly paranix.rootKeys"), "{text}");
+
+    // An option that does not exist, set from Rust.
+    let system =
+        paranix::nixos::System::new("web", "examples/printerfacts/host.nix").option::<String>("paranix.rootKeyz", "x");
+    let error = plan(system).await.expect_err("NixOS refuses it");
+    assert_eq!(error.kind(), ErrorKind::InvalidConfig, "{error}");
+    assert!(error.to_string().contains("The option `paranix.rootKeyz' does not exist"), "{error}");
+}
+
+#[test]
+fn a_key_that_is_not_one_public_key_line_is_refused_by_the_option_type() {
+    // An options prefix (`command=`, `from=`) would change what the key may do; several keys or a private key in
+    // one string would admit something else. The option type takes one `<type> <base64> [comment]` line only.
+    let (values, system) = printerfacts_system(|h| h);
+    for bad in [
+        format!("command=\"/bin/sh\" {ALICE_KEY}"),
+        format!("{ALICE_KEY}\n{BREAK_GLASS_KEY}"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----".to_owned(),
+        String::new(),
+    ] {
+        let extra = json!({ "paranix": { "users": { "alice": { "keys": [bad] } } } });
+        let error =
+            Scenario { options: Some(values.clone()), system: Some(system), extra: Some(extra), ..Scenario::default() }
+                .refused();
+        assert!(error.contains("is not of type"), "{bad:?}: {error}");
+        assert!(error.contains("paranix.users.alice.keys"), "{bad:?}: {error}");
+    }
+}
+
+#[test]
+fn the_antivirus_daemon_is_refused_on_a_small_machine_however_it_is_turned_on() {
+    let extra = json!({ "services": { "clamav": { "daemon": { "enable": true } } } });
+    let system = deployed_with(|h| h.instance_type("t3.micro"), extra);
+    let failed = strings(&system["failedAssertions"]).join("\n");
+    assert!(failed.contains("on this 1024 MiB machine it would be killed"), "{failed}");
+    assert_eq!(
+        deployed(|h| h.instance_type("t3.micro"))["failedAssertions"],
+        json!([]),
+        "off by default there, and then nothing to refuse"
+    );
+}
+
+#[test]
 fn the_antivirus_runs_where_it_fits_and_the_ssm_agent_only_when_asked() {
     let large = deployed(|h| h.instance_type("m7i.large"));
-    assert_eq!(large["antivirus"], json!({ "daemon": true, "updater": true }));
+    assert_eq!(large["antivirus"], json!({ "daemon": true, "updater": true, "concurrentReload": false }));
     let services = strings(&large["services"]);
     assert!(services.contains(&"clamav-daemon") && services.contains(&"clamav-freshclam"), "{services:?}");
 

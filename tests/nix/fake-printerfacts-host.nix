@@ -37,7 +37,7 @@ let
   };
   evaluated = import ./modules/eval.nix {
     inherit lib configuration;
-    options = values.options;
+    options = values.options or { };
     extraModules = [ testOptions ];
   };
   report =
@@ -73,7 +73,7 @@ let
 in
 import ./fake-system.nix {
   inherit system;
-  tag = "printerfacts-${builtins.substring 0 12 (builtins.hashString "sha256" (builtins.toJSON values.options))}";
+  tag = "printerfacts-${builtins.substring 0 12 (builtins.hashString "sha256" (builtins.toJSON (values.options or { })))}";
   salt = "printerfacts";
   nPkgs = 1;
   extraBuild = ''

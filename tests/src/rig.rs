@@ -200,16 +200,42 @@ impl Rig {
         self.build_named(tag, salt, n_pkgs, 1, "systemd", "fake-package-named-like-a-real-nixos-one")
     }
 
+    /// Like [`Rig::build_system`], with the target's sshd settings of `sshd_conf` (sshd_config lines): its
+    /// activation writes them to `/etc/ssh/sshd_config.d/paranix.conf` and reloads the target's sshd, as a NixOS
+    /// switch reloads sshd when `/etc/ssh/sshd_config` changes.
+    pub fn build_system_with_sshd(&self, tag: &str, salt: &str, sshd_conf: &str) -> String {
+        let activate = format!(
+            "/bin/mkdir -p /etc/ssh/sshd_config.d\nprintf '%s' '{}' > /etc/ssh/sshd_config.d/paranix.conf\n\
+             /bin/sh /run/paranix-rig/reload-sshd\n",
+            sshd_conf.replace('\'', "'\\''")
+        );
+        self.build_full(tag, salt, 3, 16, "systemd", "fake-pkg", &activate)
+    }
+
     fn build(&self, tag: &str, salt: &str, n_pkgs: u32, size_kib: u32, init: &str) -> String {
         self.build_named(tag, salt, n_pkgs, size_kib, init, "fake-pkg")
     }
 
     fn build_named(&self, tag: &str, salt: &str, n_pkgs: u32, size_kib: u32, init: &str, name: &str) -> String {
+        self.build_full(tag, salt, n_pkgs, size_kib, init, name, "")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_full(
+        &self,
+        tag: &str,
+        salt: &str,
+        n_pkgs: u32,
+        size_kib: u32,
+        init: &str,
+        name: &str,
+        activate: &str,
+    ) -> String {
         let nix = Self::fake_system_nix();
         let output = Command::new("nix-build")
             .arg(&nix)
             .args(["--argstr", "tag", tag, "--argstr", "salt", salt, "--argstr", "initInterfaceVersion", init])
-            .args(["--argstr", "pkgName", name])
+            .args(["--argstr", "pkgName", name, "--argstr", "activate", activate])
             .args(["--arg", "nPkgs", &n_pkgs.to_string(), "--arg", "sizeKiB", &size_kib.to_string()])
             .arg("--no-out-link")
             .args(BUILDER_NIX_OPTIONS)

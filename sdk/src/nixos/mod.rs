@@ -328,6 +328,16 @@ impl Resource for System {
                 );
                 continue;
             }
+            if let Some(segment) = path.iter().find(|s| s.starts_with('_') || s.starts_with('$')) {
+                // `_type`, `_module`, ...: the module system reads these attributes as priorities (mkForce,
+                // mkOverride), conditions and module settings, not as option values; `$`-keys are paranix's own
+                // markers in state. Data from Rust sets options, nothing else.
+                v.error(
+                    format!("values.options.{name}"),
+                    format!("the segment {segment:?} is not an option name: names starting with `_` or `$` are the module system's (priorities, conditions) or paranix's own"),
+                );
+                continue;
+            }
             // Two settings of one option, or of an option and an attribute inside it, would silently
             // overwrite each other in the JSON: refuse them.
             if let Some((other, _)) = self.options[..i].iter().find(|(o, _)| o.starts_with(path) || path.starts_with(o))

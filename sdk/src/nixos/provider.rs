@@ -195,6 +195,29 @@ fn image_info(address: &Address, out: &Path) -> Result<Attrs> {
     ]))
 }
 
+/// What NixOS says when it refuses a configuration, from a failed evaluation's output; `None` for other
+/// failures (a source that cannot be fetched, a broken Nix installation), which leave the result unknown.
+///
+/// The texts are the module system's and NixOS' own: `lib/modules.nix` ("The option `…' does not exist",
+/// "A definition for option `…' is not of type `…'", "… was accessed but has no value defined"),
+/// `lib/options.nix` ("… has conflicting definition values") and
+/// `lib/asserts.nix` (`checkAssertWarn`, which NixOS' toplevel calls: `throw "\nFailed assertions:\n- …"`).
+fn refusal(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().map(str::trim).collect();
+    if let Some(at) = lines.iter().position(|l| l.ends_with("Failed assertions:")) {
+        let failed: Vec<&str> = lines[at + 1..].iter().take_while(|l| l.starts_with("- ")).copied().collect();
+        return Some(format!("failed assertions:\n{}", failed.join("\n")));
+    }
+    const MODULE_ERRORS: [&str; 4] = [
+        "' does not exist",
+        "' was accessed but has no value defined",
+        "' has conflicting definition values",
+        "' is not of type `",
+    ];
+    let line = lines.iter().rev().find(|l| l.contains("option `") && MODULE_ERRORS.iter().any(|m| l.contains(m)))?;
+    Some(line.trim_start_matches("error:").trim().to_owned())
+}
+
 #[async_trait]
 impl Provider for ImageBuilder {
     async fn prepare(&self, address: &Address, inputs: &Attrs) -> Result<(Attrs, Option<String>)> {
@@ -218,6 +241,15 @@ impl Provider for ImageBuilder {
             Err(e) if e.kind() == ErrorKind::InvalidConfig => Err(e),
             Err(e) => {
                 let text = e.to_string();
+                // NixOS refused the configuration itself (a failed assertion, an unknown option, a value of
+                // the wrong type): no later run could build it either, so the plan fails here, before any
+                // request.
+                if let Some(reason) = refusal(&text) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!("{address}: NixOS refuses the configuration: {reason}"),
+                    ));
+                }
                 let first = text.lines().rev().find(|l| l.contains("error:")).unwrap_or_default();
                 let first = first.trim().trim_start_matches("warning: ").to_owned();
                 Ok((prepared, Some(format!("{address} could not be evaluated, so its image is unknown: {first}"))))
@@ -291,5 +323,37 @@ impl ImageBuilder {
             return Ok(Observed { inputs: recorded, outputs });
         }
         Ok(Observed { inputs: inputs.clone(), outputs: image_info(address, &out)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    // The outputs below are what `nix-instantiate` 2.x prints for each case with nixpkgs' lib/.
+
+    #[test]
+    fn failed_assertions_are_a_refusal_with_every_message() {
+        let output = "nix-instantiate failed (exit status: 1):\nerror:\n       Failed assertions:\n       - paranix: one\n       - two";
+        assert_eq!(refusal(output).as_deref(), Some("failed assertions:\n- paranix: one\n- two"));
+    }
+
+    #[test]
+    fn module_system_errors_are_a_refusal() {
+        let wrong_type = "error: A definition for option `a' is not of type `signed integer'. Definition values:\n       - In `<unknown-file>': \"x\"\n(use '--show-trace' to show detailed location information)";
+        assert!(refusal(wrong_type).is_some_and(|r| r.starts_with("A definition for option `a' is not of type")));
+        let unknown = "error: The option `b' does not exist. Definition values:\n       - In `<unknown-file>': 1\n\n       Did you mean `a'?";
+        assert!(refusal(unknown).is_some_and(|r| r.starts_with("The option `b' does not exist")));
+    }
+
+    #[test]
+    fn other_failures_are_not_a_refusal() {
+        for output in [
+            "error: unable to download 'https://github.com/NixOS/nixpkgs/archive/x.tar.gz': Could not resolve host",
+            "error: path '/nix/store/abc-source/nixos' does not exist",
+            "error: attribute 'printerfacts' missing",
+        ] {
+            assert_eq!(refusal(output), None, "{output}");
+        }
     }
 }

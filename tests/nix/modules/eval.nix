@@ -123,6 +123,7 @@ in
     antivirus = {
       daemon = config.services.clamav.daemon.enable;
       updater = config.services.clamav.updater.enable;
+      concurrentReload = config.services.clamav.daemon.settings.ConcurrentDatabaseReload or null;
     };
     ssmAgent = config.services.amazon-ssm-agent.enable;
     amazonInit = config.virtualisation.amazon-init.enable;

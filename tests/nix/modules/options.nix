@@ -262,6 +262,10 @@ in
         type = types.bool;
         default = true;
       };
+      authorizedKeysCommand = mkOption {
+        type = types.str;
+        default = "none";
+      };
       hostKeys = mkOption {
         type = types.listOf types.attrs;
         default = [
@@ -425,6 +429,10 @@ in
     # services/security/clamav.nix
     services.clamav = {
       daemon.enable = mkEnableOption "ClamAV clamd daemon";
+      daemon.settings = mkOption {
+        type = types.attrsOf (types.oneOf [ types.bool types.int types.str (types.listOf types.str) ]);
+        default = { };
+      };
       updater.enable = mkEnableOption "ClamAV freshclam updater";
     };
 

@@ -184,8 +184,8 @@ finish
 
 /// Takes the decision for deploy `$1` if nobody has (`sh -c DECIDE paranix-decide <id> <verdict> <bin>`), and
 /// stops its script unless the verdict is `confirmed` (the script then makes a `switch` the boot default).
-/// Exit 0: this verdict won; exit 3: another decision was there first, printed on stdout; exit 4: the host has
-/// no such deploy (it rebooted: `/run` is empty).
+/// Exit 0: this verdict won (printed on stdout as `paranix-decided <verdict>`); exit 3: another decision was
+/// there first, printed on stdout; exit 4: the host has no such deploy (it rebooted: `/run` is empty).
 pub(crate) const DECIDE: &str = r#"id=$1 verdict=$2 bin=$3
 d=/run/paranix
 [ -e "$d/armed-$id" ] || { echo gone; exit 4; }
@@ -200,6 +200,7 @@ if [ "$verdict" != confirmed ]; then
   pid=$("$bin/cat" "$d/deploy-$id.pid" 2>/dev/null)
   if [ -n "$pid" ] && "$bin/grep" -q paranix-deploy "/proc/$pid/cmdline" 2>/dev/null; then kill -TERM "-$pid" 2>/dev/null; fi
 fi
+echo "paranix-decided $verdict"
 exit 0
 "#;
 

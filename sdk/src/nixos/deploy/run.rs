@@ -473,8 +473,16 @@ impl Deploy<'_> {
     /// The fresh login and the health checks; on failure, the rollback.
     async fn verify(&self, id: &str, previous: Option<&str>) -> Result<()> {
         self.phase("logging in afresh");
-        match self.conn.target().fresh_command(&["true"]).await {
-            Ok(ran) if ran.ok() => {}
+        // The login must run what paranix asks: a new `ForceCommand` or a key's `command=` would let the
+        // login "succeed" while no deploy could ever run again, so the login echoes a value nobody else knows.
+        let nonce = format!("paranix-login-{}", uuid::Uuid::new_v4().simple());
+        match self.conn.target().fresh_command(&["echo", &nonce]).await {
+            Ok(ran) if ran.ok() && ran.stdout.trim() == nonce => {}
+            Ok(ran) if ran.ok() => {
+                let why = "a fresh SSH login after activation did not run the command it was given (a \
+                           `ForceCommand` or a key's `command=` restriction?)";
+                return Err(self.roll_back(id, why, previous).await);
+            }
             Ok(ran) => {
                 let why = format!("a fresh SSH login after activation failed: {}", ran.stderr);
                 return Err(self.roll_back(id, &why, previous).await);
@@ -566,7 +574,9 @@ impl Deploy<'_> {
         self.phase("confirming");
         let ran = self.decide_raw(id, verdict, bin).await?;
         match ran.code {
-            Some(0) => Ok(()),
+            // The script says which verdict it wrote: a login that runs something else (a `ForceCommand`) and
+            // exits 0 has decided nothing.
+            Some(0) if ran.stdout.trim() == format!("paranix-decided {verdict}") => Ok(()),
             Some(3) => {
                 let by = ran.stdout.trim().to_owned();
                 let rolled = match by.as_str() {
