@@ -11,6 +11,27 @@
 //! }
 //! ```
 //!
+//! `--json` makes stdout newline-delimited JSON: one object per line, each with a `"type"`:
+//!
+//! | `type` | when | fields besides `type` |
+//! |---|---|---|
+//! | `event` | as the run goes (refresh, steps, progress, state saves) | `event` (its kind) and the [`Event`]'s fields |
+//! | `plan` | after planning (`plan`, `up`, `destroy`) | the plan file's fields ([`ProjectPlan`]: `format_version`, `stacks`) |
+//! | `apply` | once per stack after an apply | `stack`, `success`, `done`/`not_started` (`address`, `action`), `skipped`, `failed` (`address`, `action`, `error`), `held_back`, `outputs`, `elapsed_ms` |
+//! | `refreshed` | `refresh` | `stack`, `resources`, `serial` |
+//! | `outputs` | `output` | `values` (`"<stack>.<name>"`: value; sensitive ones redacted unless named) |
+//! | `state_entry` | `state list` | `stack`, `address` |
+//! | `state_resource` | `state show` | `stack`, `address`, `generation`, `attributes` (sensitive ones redacted) |
+//! | `unlocked` | `state unlock` | `stack`, `id` |
+//! | `sandbox_stopped` | `sandbox stop` | `was_running` |
+//! | `error` | the run failed (the exit code is non-zero) | `kind` ([`ErrorKind`]), `message` |
+//!
+//! Human notes (the sandbox, the AWS request count) go to stderr. A `plan` line is itself a valid plan file.
+//!
+//! Environment: `PARANIX_PLAN_KEY` (at least 32 bytes of secret) signs saved plans and makes `up FILE` refuse
+//! files not signed with it; `PARANIX_STATE_PASSPHRASE`/`PARANIX_STATE_KMS_KEY` encrypt secrets in state (see
+//! [`crate::state::encryption`]).
+//!
 //! This module is the drawing layer: it prints plans, events and errors (to stdout and stderr) and returns
 //! an exit code for `main` to return (a second interrupt during an apply is the one place it exits at once). Everything it does is an [`ops`] call (cargo-style: commands are thin).
 
@@ -109,7 +130,9 @@ pub enum Command {
     /// Plan, confirm and apply; or apply a saved plan exactly.
     #[command(alias = "apply")]
     Up {
-        /// A plan saved with `plan --out`: applied exactly, or refused if the state moved on.
+        /// A plan saved with `plan --out`: planned again and applied only if every change matches the file
+        /// (refused if it was edited or the state, configuration or cloud moved on). With PARANIX_PLAN_KEY set,
+        /// `plan --out` signs the file and `up FILE` refuses files not signed with that key.
         planfile: Option<PathBuf>,
         /// Planning options.
         #[command(flatten)]
@@ -194,9 +217,13 @@ where
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.json;
     match runtime.block_on(execute(project, Box::new(configure), cli)) {
         Ok(code) => code,
         Err(e) => {
+            if json {
+                json_line("error", serde_json::json!({ "kind": format!("{:?}", e.kind()), "message": e.to_string() }));
+            }
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
@@ -210,8 +237,8 @@ struct Ui {
 impl Observer for Ui {
     fn on_event(&self, event: &Event) {
         if self.json {
-            if let Ok(line) = serde_json::to_string(event) {
-                println!("{line}");
+            if let Ok(value) = serde_json::to_value(event) {
+                json_line("event", value);
             }
             return;
         }
@@ -255,7 +282,11 @@ type Configure = Box<dyn FnOnce(Workspace) -> Workspace>;
 async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<ExitCode> {
     if let Some(Command::Sandbox(SandboxCommand::Stop)) = &cli.command {
         let stopped = Sandbox::stop(&cli.state_dir)?;
-        println!("{}", if stopped { "Stopped the sandbox server." } else { "No sandbox server was running." });
+        if cli.json {
+            json_line("sandbox_stopped", serde_json::json!({ "was_running": stopped }));
+        } else {
+            println!("{}", if stopped { "Stopped the sandbox server." } else { "No sandbox server was running." });
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let mut options =
@@ -292,6 +323,12 @@ async fn execute(project: Project, configure: Configure, cli: Cli) -> Result<Exi
     if let Some(aws) = &aws {
         ws = ws.with_aws(aws.clone());
     }
+    if let Some(secret) = std::env::var_os("PARANIX_PLAN_KEY").filter(|v| !v.is_empty()) {
+        use std::os::unix::ffi::OsStrExt as _;
+        let key = crate::plan::PlanKey::new(secret.as_bytes().to_vec())
+            .map_err(|e| Error::new(ErrorKind::Usage, format!("PARANIX_PLAN_KEY: {}", e.message())))?;
+        ws = ws.with_plan_key(key);
+    }
     let ws = configure(ws.with_deployer());
     let sandbox = cli.sandbox;
     let code = run_command(&project, &ws, cli).await;
@@ -323,7 +360,11 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
             let project_plan = ops::plan(&project, &ws, &request, ui.as_ref()).await?;
             show_plan(&project_plan, &request, cli.json, render, ws.aws.is_some());
             if let Some(path) = out {
-                write_private(&path, &project_plan.to_json())?;
+                let mut saved = project_plan.clone();
+                if let Some(key) = &ws.plan_key {
+                    saved.sign(key);
+                }
+                write_private(&path, &saved.to_json())?;
                 if !cli.json {
                     println!(
                         "\nSaved the plan to {}. Apply exactly this plan with `up {}`.",
@@ -364,7 +405,10 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
         Command::Refresh => {
             for stack in stack_names(&project, &cli.stacks) {
                 let state = ops::refresh(&project, &ws, &stack, ui.as_ref()).await?;
-                if !cli.json {
+                if cli.json {
+                    let fields = serde_json::json!({ "stack": stack, "resources": state.resources.len(), "serial": state.serial });
+                    json_line("refreshed", fields);
+                } else {
                     println!("{stack}: refreshed {} resources (state serial {})", state.resources.len(), state.serial);
                 }
             }
@@ -393,7 +437,7 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
                 return Err(Error::new(ErrorKind::Usage, format!("no output {n:?} is recorded")));
             }
             if cli.json {
-                println!("{}", serde_json::Value::Object(all));
+                json_line("outputs", serde_json::json!({ "values": serde_json::Value::Object(all) }));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -401,7 +445,11 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
             for stack in stack_names(&project, &cli.stacks) {
                 let state = ops::state(&project, &ws, &stack).await?;
                 for address in state.resources.keys() {
-                    println!("{stack}: {address}");
+                    if cli.json {
+                        json_line("state_entry", serde_json::json!({ "stack": stack, "address": address.to_string() }));
+                    } else {
+                        println!("{stack}: {address}");
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -414,9 +462,19 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
                     let mut all = resource.outputs.clone();
                     all.extend(resource.inputs.clone());
                     let shown = crate::plan::planner::redact(schema, &all);
-                    println!("# {address} (stack {stack_name}, generation {})", resource.generation);
                     let json: serde_json::Map<_, _> = shown.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-                    println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+                    if cli.json {
+                        let fields = serde_json::json!({
+                            "stack": stack_name,
+                            "address": address.to_string(),
+                            "generation": resource.generation,
+                            "attributes": json,
+                        });
+                        json_line("state_resource", fields);
+                    } else {
+                        println!("# {address} (stack {stack_name}, generation {})", resource.generation);
+                        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+                    }
                     return Ok(ExitCode::SUCCESS);
                 }
             }
@@ -429,7 +487,11 @@ async fn run_command(project: &Project, ws: &Workspace, cli: Cli) -> Result<Exit
             for stack in &names {
                 match ops::unlock(&project, &ws, stack, &id).await {
                     Ok(()) => {
-                        println!("Released lock {id} of stack {stack}.");
+                        if cli.json {
+                            json_line("unlocked", serde_json::json!({ "stack": stack, "id": id }));
+                        } else {
+                            println!("Released lock {id} of stack {stack}.");
+                        }
                         return Ok(ExitCode::SUCCESS);
                     }
                     Err(e) => last = Some(e),
@@ -456,7 +518,7 @@ fn plan_request(stacks: &[String], plan: &PlanArgs, destroy: bool) -> PlanReques
 
 fn show_plan(plan: &ProjectPlan, request: &PlanRequest, json: bool, render: RenderOptions, aws: bool) {
     if json {
-        println!("{}", plan.to_json());
+        json_line("plan", serde_json::to_value(plan).unwrap_or_default());
         return;
     }
     print!("{}", plan.render(&render));
@@ -522,7 +584,11 @@ async fn run_apply(
     });
     let options = ApplyOptions { parallelism: apply.parallelism, observer: ui, cancel, budget: None };
     let reports = ops::apply(project, ws, plan, &options).await?;
-    if !json {
+    if json {
+        for r in &reports {
+            json_line("apply", apply_report_json(r));
+        }
+    } else {
         summarise(&reports);
     }
     for report in reports {
@@ -551,6 +617,34 @@ fn summarise(reports: &[ApplyReport]) {
             println!("  {k} = {}", v.to_json());
         }
     }
+}
+
+/// Prints one line of `--json` output: `fields` (an object) with `"type": kind` first.
+fn json_line(kind: &str, fields: serde_json::Value) {
+    let mut line = serde_json::Map::new();
+    line.insert("type".into(), kind.into());
+    if let serde_json::Value::Object(fields) = fields {
+        line.extend(fields);
+    }
+    println!("{}", serde_json::Value::Object(line));
+}
+
+/// An apply report as a `--json` line's fields.
+fn apply_report_json(r: &ApplyReport) -> serde_json::Value {
+    let steps = |steps: &[(Address, Action)]| -> Vec<serde_json::Value> {
+        steps.iter().map(|(a, x)| serde_json::json!({ "address": a.to_string(), "action": x })).collect()
+    };
+    serde_json::json!({
+        "stack": r.stack,
+        "success": r.is_success(),
+        "done": steps(&r.done),
+        "skipped": r.skipped.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "failed": r.failed.iter().map(|(a, x, e)| serde_json::json!({ "address": a.to_string(), "action": x, "error": e })).collect::<Vec<_>>(),
+        "not_started": steps(&r.not_started),
+        "held_back": r.held_back,
+        "outputs": r.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+        "elapsed_ms": r.elapsed.as_millis() as u64,
+    })
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> Result<()> {

@@ -13,7 +13,7 @@ use crate::attr::{Attr, Attrs};
 use crate::aws::AwsContext;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Observer};
-use crate::plan::{Action, Plan, PlanOptions, ProjectPlan, plan as plan_stack};
+use crate::plan::{Action, Plan, PlanKey, PlanOptions, ProjectPlan, plan as plan_stack};
 use crate::provider::{Observed, Provider, Providers, ReadRequest, StepContext};
 use crate::stack::{Backend, Project, Stack};
 use crate::state::encryption::{EncryptingStore, Sensitivity, StateEncryption};
@@ -32,6 +32,8 @@ pub struct Workspace {
     pub local_state_only: bool,
     /// Encrypts sensitive values in state, when set (see [`crate::state::encryption`]).
     pub encryption: Option<Arc<StateEncryption>>,
+    /// Signs plan files and refuses files not signed with it, when set (see [`PlanKey`]).
+    pub plan_key: Option<PlanKey>,
 }
 
 impl Workspace {
@@ -43,6 +45,7 @@ impl Workspace {
             aws: None,
             local_state_only: false,
             encryption: None,
+            plan_key: None,
         };
         workspace.with_remote_state_reader()
     }
@@ -56,6 +59,12 @@ impl Workspace {
             encryption: self.encryption.clone(),
         };
         self.providers = self.providers.register(&["remote_state"], Arc::new(reader));
+        self
+    }
+
+    /// Signs the plan files this workspace saves with `key` and refuses to apply files not signed with it.
+    pub fn with_plan_key(mut self, key: PlanKey) -> Self {
+        self.plan_key = Some(key);
         self
     }
 
@@ -365,7 +374,7 @@ pub async fn plan(
             ),
         ));
     }
-    Ok(ProjectPlan { format_version: crate::plan::FORMAT_VERSION, stacks: plans })
+    Ok(ProjectPlan::made_here(plans))
 }
 
 fn planned_outputs(plan: &Plan, prior: &State) -> Attrs {
@@ -495,6 +504,12 @@ pub async fn refresh_state(
 /// Applies a project plan: locks every planned stack, checks that no state moved since the plan was made
 /// (refusing before the first mutation otherwise), then applies stack by stack, stopping at the first
 /// stack that fails. Locks are released on every path.
+///
+/// A plan that is not exactly as [`plan`] made it in this process (read from a file, or changed since) is an
+/// approval, not an instruction: with a plan key its signature is checked first, then the project is planned
+/// again with the request the file records, and the file is refused ([`ErrorKind::StalePlan`], before any
+/// mutation) unless every change and output matches field for field. What runs is the plan made now, so an
+/// edited file can never delete, replace or change more than planning shows.
 pub async fn apply(
     project: &Project,
     ws: &Workspace,
@@ -502,6 +517,16 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<Vec<ApplyReport>> {
     project.check()?;
+    let planned_again;
+    let plan = if plan.is_as_planned() {
+        plan
+    } else {
+        if let Some(key) = &ws.plan_key {
+            plan.check_signature(key)?;
+        }
+        planned_again = plan_again(project, ws, plan, options.observer.as_ref()).await?;
+        &planned_again
+    };
     let mut work: Vec<(Stack, &Plan, Box<dyn StateStore>)> = Vec::new();
     for p in &plan.stacks {
         let stack = project.get(&p.stack).ok_or_else(|| {
@@ -613,6 +638,137 @@ pub async fn apply(
         let _ = work[i].2.unlock().await;
     }
     result
+}
+
+/// Plans `saved`'s stacks again with the request it records and returns the new plan when its changes and
+/// outputs equal the saved ones; otherwise refuses, naming the first difference.
+async fn plan_again(
+    project: &Project,
+    ws: &Workspace,
+    saved: &ProjectPlan,
+    observer: &dyn Observer,
+) -> Result<ProjectPlan> {
+    let refuse = |why: String| {
+        Error::new(
+            ErrorKind::StalePlan,
+            format!(
+                "the plan file does not match planning now: {why}. The file was edited, or the configuration, the \
+                 state or the cloud changed since it was made; plan again (nothing was changed)"
+            ),
+        )
+    };
+    if saved.format_version != crate::plan::FORMAT_VERSION {
+        return Err(refuse(format!("format {} is not {}", saved.format_version, crate::plan::FORMAT_VERSION)));
+    }
+    let Some(first) = saved.stacks.first() else {
+        return Ok(ProjectPlan::made_here(Vec::new()));
+    };
+    if let Some(missing) = saved.stacks.iter().find(|p| project.get(&p.stack).is_none()) {
+        return Err(Error::new(
+            ErrorKind::StalePlan,
+            format!("the plan is for stack {:?}, which the project does not have", missing.stack),
+        ));
+    }
+    if let Some(other) = saved
+        .stacks
+        .iter()
+        .find(|p| (p.destroy, &p.targets, p.refreshed) != (first.destroy, &first.targets, first.refreshed))
+    {
+        return Err(refuse(format!(
+            "stacks {:?} and {:?} disagree on the destroy flag, the targets or the refresh",
+            first.stack, other.stack
+        )));
+    }
+    let request = PlanRequest {
+        stacks: saved.stacks.iter().map(|p| p.stack.clone()).collect(),
+        targets: first.targets.clone(),
+        no_refresh: !first.refreshed,
+        destroy: first.destroy,
+        deny_warnings: false,
+    };
+    let now = plan(project, ws, &request, observer).await?;
+    let names = |p: &ProjectPlan| p.stacks.iter().map(|s| s.stack.clone()).collect::<Vec<_>>();
+    if names(saved) != names(&now) {
+        return Err(refuse(format!("the file plans stacks {:?}, planning now gives {:?}", names(saved), names(&now))));
+    }
+    for (saved, now) in saved.stacks.iter().zip(&now.stacks) {
+        // Compared in the file's form: JSON maps a `null` value and an absent one alike.
+        let now: Plan = serde_json::to_value(now)
+            .and_then(serde_json::from_value)
+            .map_err(|e| Error::new(ErrorKind::StalePlan, format!("a plan does not round-trip through JSON: {e}")))?;
+        if let Some(why) = plan_difference(saved, &now) {
+            return Err(refuse(format!("stack {:?}: {why}", saved.stack)));
+        }
+    }
+    Ok(now)
+}
+
+/// The first difference between a saved stack plan and the same stack planned now, in words; `None` when
+/// everything that apply acts on is equal (notes, drift and warnings are information only).
+fn plan_difference(saved: &Plan, now: &Plan) -> Option<String> {
+    let version = |p: &Plan| {
+        p.state.as_ref().map_or("no state".to_owned(), |s| format!("lineage {} serial {}", s.lineage, s.serial))
+    };
+    if saved.state != now.state {
+        return Some(format!("the file was made against {}, the state is at {}", version(saved), version(now)));
+    }
+    if saved.config_digest != now.config_digest {
+        return Some("the configuration digest differs".into());
+    }
+    let action =
+        |a: Action| serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    fn by_address(p: &Plan) -> BTreeMap<&Address, &crate::plan::Change> {
+        p.changes.iter().map(|c| (&c.address, c)).collect()
+    }
+    let (saved_changes, now_changes) = (by_address(saved), by_address(now));
+    let addresses: std::collections::BTreeSet<&Address> =
+        saved_changes.keys().chain(now_changes.keys()).copied().collect();
+    for address in addresses {
+        match (saved_changes.get(address), now_changes.get(address)) {
+            (Some(s), None) => {
+                return Some(format!(
+                    "{address}: the file plans {}, planning now does not involve it",
+                    action(s.action)
+                ));
+            }
+            (None, Some(n)) => {
+                return Some(format!("{address}: planning now gives {}, the file does not have it", action(n.action)));
+            }
+            (Some(s), Some(n)) if s.action != n.action => {
+                return Some(format!(
+                    "{address}: the file says {}, planning now gives {}",
+                    action(s.action),
+                    action(n.action)
+                ));
+            }
+            (Some(s), Some(n)) if s != n => {
+                let part = if s.diffs != n.diffs {
+                    let field = s.diffs.iter().zip(&n.diffs).find(|(a, b)| a != b).map(|(a, _)| a.field.clone());
+                    field.map_or("its list of changed fields".to_owned(), |f| format!("the change of `{f}`"))
+                } else if s.after != n.after {
+                    "its values after apply".to_owned()
+                } else if s.before != n.before {
+                    "its values before apply".to_owned()
+                } else if s.reasons != n.reasons {
+                    "its reasons".to_owned()
+                } else {
+                    "its ordering (dependencies or create-before-destroy)".to_owned()
+                };
+                return Some(format!("{address}: {part} differs"));
+            }
+            _ => {}
+        }
+    }
+    if saved.outputs != now.outputs {
+        let name = saved
+            .outputs
+            .iter()
+            .zip(&now.outputs)
+            .find(|(a, b)| a != b)
+            .map_or_else(|| "the list of outputs".to_owned(), |(a, _)| format!("output `{}`", a.name));
+        return Some(format!("{name} differs"));
+    }
+    None
 }
 
 /// For each stack, the stacks (indexes into `stacks`) that must be applied before it: those whose outputs it

@@ -495,3 +495,57 @@ async fn an_image_in_s3_is_imported_as_a_snapshot_with_the_vmimport_role() {
     cloud.destroy(&build()).await;
     assert_eq!(ours(&cloud).await, Inventory::default());
 }
+
+#[tokio::test]
+async fn requests_that_wait_for_the_rate_limit_longer_than_the_stalled_stream_grace_are_sent_once_and_succeed() {
+    // The SDK fails a request whose upload makes no progress for 20 s (stalled-stream protection's grace period,
+    // aws-smithy-runtime-api `DEFAULT_GRACE_PERIOD`). The rate limit's wait must come before the request is
+    // dispatched: here EC2 is held to 1 request a second and 26 plans refresh at once, so the last requests wait
+    // about 25 s for their token.
+    let moto = MotoServer::start();
+    let options = AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(moto.endpoint()),
+        poll_interval: Some(Duration::from_millis(20)),
+        static_credentials: Some(("test".into(), "test".into())),
+        max_attempts: Some(1),
+        rate_limits: Some(std::collections::BTreeMap::from([(
+            "ec2",
+            paranix::aws::limit::RateLimit { per_second: 1.0, burst: 1.0 },
+        )])),
+    };
+    let aws = Arc::new(AwsContext::load(&options).await.expect("aws context"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::new(dir.path()).with_aws(aws.clone());
+    let mut stack = Stack::new("paced");
+    stack.add(ec2::SecurityGroup::new("sg").ingress(ec2::Rule::tcp(22).cidr("10.0.0.0/8")));
+    let project = one(stack);
+    let plan = ops::plan(&project, &ws, &PlanRequest::default(), &Silent).await.expect("plan");
+    for report in ops::apply(&project, &ws, &plan, &Default::default()).await.expect("apply") {
+        report.into_result().expect("applied");
+    }
+    let ec2 = || aws.request_counts().snapshot().get("ec2").copied().unwrap_or(0);
+    let served = || moto.request_count();
+
+    // One plan alone: how many EC2 requests a refresh makes.
+    let (before, served_before) = (ec2(), served());
+    assert!(ops::plan(&project, &ws, &PlanRequest::default(), &Silent).await.expect("plan").is_empty());
+    let per_plan = ec2() - before;
+    assert!(per_plan >= 1);
+    assert_eq!(served() - served_before, per_plan, "counted as sent");
+
+    let (before, served_before) = (ec2(), served());
+    let started = std::time::Instant::now();
+    let request = PlanRequest::default();
+    let plans = (0..26).map(|_| ops::plan(&project, &ws, &request, &Silent));
+    for plan in futures::future::join_all(plans).await {
+        assert!(plan.expect("every plan succeeds, however long it waited").is_empty());
+    }
+    let elapsed = started.elapsed();
+    let sent = ec2() - before;
+    assert_eq!(sent, 26 * per_plan, "each request counted once, when it was sent");
+    assert_eq!(served() - served_before, sent, "and the server saw exactly those");
+    // The limit held: after the first token, one a second.
+    let floor = Duration::from_secs_f64((sent - 1) as f64 * 0.9);
+    assert!(elapsed >= floor, "{sent} requests in {elapsed:?}");
+}

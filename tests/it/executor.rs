@@ -139,6 +139,171 @@ async fn a_saved_plan_survives_a_round_trip_through_its_file() {
     assert!(env.plan(&project).await.is_empty());
 }
 
+/// Two things, `a` with `value`, `b` fixed, and an output.
+fn pair(value: &str) -> Project {
+    let mut stack = Stack::new("s");
+    let a = stack.add(Thing::new("a").value(value));
+    stack.add(Thing::new("b").value("kept"));
+    stack.export(&OutputKey::<String>::new("a_id"), crate::kinds::id(&a));
+    one(stack)
+}
+
+/// `text` (a plan file) with `edit` applied to its JSON.
+fn edited(text: &str, edit: impl FnOnce(&mut serde_json::Value)) -> paranix::plan::ProjectPlan {
+    let mut json: serde_json::Value = serde_json::from_str(text).expect("a plan file is JSON");
+    edit(&mut json);
+    paranix::plan::ProjectPlan::from_json(&json.to_string()).expect("still a plan file")
+}
+
+/// The change of `name` in an edited file's first stack.
+fn change<'v>(json: &'v mut serde_json::Value, name: &str) -> &'v mut serde_json::Value {
+    let changes = json["stacks"][0]["changes"].as_array_mut().expect("changes");
+    changes
+        .iter_mut()
+        .find(|c| c["address"].as_str().is_some_and(|a| a.ends_with(&format!(".{name}"))))
+        .expect("change")
+}
+
+#[tokio::test]
+async fn an_edited_plan_file_is_refused_before_any_mutation_whatever_was_edited() {
+    let env = Env::new();
+    env.up(&pair("v1")).await;
+    let project = pair("v2");
+    let text = env.plan(&project).await.to_json();
+    let before = env.cloud.objects();
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "update -> delete",
+            Box::new(|j| change(j, "a")["action"] = "delete".into()),
+            "test_thing.a: the file says delete, planning now gives update",
+        ),
+        (
+            "no_op -> delete",
+            Box::new(|j| change(j, "b")["action"] = "delete".into()),
+            "test_thing.b: the file says delete, planning now gives no_op",
+        ),
+        (
+            "an after value",
+            Box::new(|j| change(j, "a")["after"]["value"] = "evil".into()),
+            "test_thing.a: its values after apply differs",
+        ),
+        (
+            "a diff",
+            Box::new(|j| change(j, "a")["diffs"][0]["after"] = "evil".into()),
+            "test_thing.a: the change of `value` differs",
+        ),
+        (
+            "the destroy flag",
+            Box::new(|j| j["stacks"][0]["destroy"] = true.into()),
+            "test_thing.a: the file says update, planning now gives delete",
+        ),
+        (
+            "a removed change",
+            Box::new(|j| {
+                j["stacks"][0]["changes"].as_array_mut().expect("changes").retain(|c| c["address"] != "test_thing.a")
+            }),
+            "test_thing.a: planning now gives update, the file does not have it",
+        ),
+        (
+            "an added change",
+            Box::new(|j| {
+                let mut extra = change(j, "b").clone();
+                extra["address"] = "test_thing.c".into();
+                extra["action"] = "delete".into();
+                j["stacks"][0]["changes"].as_array_mut().expect("changes").push(extra);
+            }),
+            "test_thing.c: the file plans delete, planning now does not involve it",
+        ),
+        (
+            "the targets",
+            Box::new(|j| j["stacks"][0]["targets"] = serde_json::json!(["test_thing.b"])),
+            "test_thing.a: the file plans update, planning now does not involve it",
+        ),
+        ("an output", Box::new(|j| j["stacks"][0]["outputs"][0]["action"] = "delete".into()), "output `a_id` differs"),
+        (
+            "the state version",
+            Box::new(|j| j["stacks"][0]["state"]["serial"] = 99.into()),
+            "the file was made against lineage",
+        ),
+    ];
+    for (what, edit, expected) in &cases {
+        let calls = env.cloud.calls().len();
+        let file = edited(&text, edit);
+        let err = paranix::ops::apply(&project, &env.ws, &file, &Default::default()).await.expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::StalePlan, "{what}: {err}");
+        let message = err.to_string();
+        assert!(message.contains("the plan file does not match planning now"), "{what}: {message}");
+        assert!(message.contains(expected), "{what}: expected {expected:?} in {message}");
+        assert!(
+            env.cloud.calls()[calls..].iter().all(|c| matches!(c, paranix::testing::Call::Read(..))),
+            "{what}: only reads reached the cloud: {:?}",
+            &env.cloud.calls()[calls..]
+        );
+        assert_eq!(env.cloud.objects(), before, "{what}: nothing changed");
+    }
+
+    // The file as saved applies, and does what it showed.
+    let file = paranix::plan::ProjectPlan::from_json(&text).expect("parse");
+    assert!(!file.is_as_planned(), "a file is never taken as planned here");
+    for report in paranix::ops::apply(&project, &env.ws, &file, &Default::default()).await.expect("applies") {
+        report.into_result().expect("applied");
+    }
+    assert!(env.plan(&project).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_plan_changed_in_memory_is_planned_again_too() {
+    let env = Env::new();
+    env.up(&pair("v1")).await;
+    let project = pair("v2");
+    let mut plan = env.plan(&project).await;
+    assert!(plan.is_as_planned());
+    let b = plan.stacks[0].changes.iter_mut().find(|c| c.address.name() == "b").expect("b");
+    b.action = Action::Delete;
+    assert!(!plan.is_as_planned());
+    let err = paranix::ops::apply(&project, &env.ws, &plan, &Default::default()).await.expect_err("edited");
+    assert!(err.to_string().contains("test_thing.b: the file says delete, planning now gives no_op"), "{err}");
+    assert_eq!(env.cloud.objects().len(), 2, "nothing deleted");
+}
+
+#[tokio::test]
+async fn with_a_plan_key_only_files_signed_with_it_are_applied() {
+    let env = Env::new();
+    let key = paranix::plan::PlanKey::new(*b"0123456789abcdef0123456789abcdef").expect("key");
+    let other = paranix::plan::PlanKey::new(*b"fedcba9876543210fedcba9876543210").expect("key");
+    assert!(paranix::plan::PlanKey::new(*b"short").is_err());
+    assert_eq!(format!("{key:?}"), "PlanKey(<redacted>)");
+    let ws = env.ws.clone().with_plan_key(key.clone());
+    let project = pair("v1");
+    let planned = env.plan(&project).await;
+    let apply = |file: paranix::plan::ProjectPlan| {
+        let ws = ws.clone();
+        let project = project.clone();
+        async move { paranix::ops::apply(&project, &ws, &file, &Default::default()).await }
+    };
+    let load =
+        |plan: &paranix::plan::ProjectPlan| paranix::plan::ProjectPlan::from_json(&plan.to_json()).expect("parse");
+
+    let err = apply(load(&planned)).await.expect_err("unsigned");
+    assert!(err.to_string().contains("it is not signed"), "{err}");
+    let mut foreign = planned.clone();
+    foreign.sign(&other);
+    let err = apply(load(&foreign)).await.expect_err("another key");
+    assert!(err.to_string().contains("its signature does not match"), "{err}");
+    let mut signed = planned.clone();
+    signed.sign(&key);
+    let tampered = edited(&signed.to_json(), |j| change(j, "a")["after"]["value"] = "evil".into());
+    let err = apply(tampered).await.expect_err("changed after signing");
+    assert!(err.to_string().contains("its signature does not match"), "{err}");
+    assert!(env.cloud.calls().is_empty(), "refused before any call: {:?}", env.cloud.calls());
+
+    for report in apply(load(&signed)).await.expect("signed with the key") {
+        report.into_result().expect("applied");
+    }
+    assert_eq!(env.cloud.objects().len(), 2);
+}
+
 #[tokio::test]
 async fn replacement_deletes_first_unless_create_before_destroy() {
     for cbd in [false, true] {

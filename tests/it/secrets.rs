@@ -24,6 +24,20 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// `--json` output: every line of stdout is one JSON object with a `type`.
+fn json_lines(what: &str, stdout: &[u8]) -> Vec<serde_json::Value> {
+    let text = String::from_utf8_lossy(stdout);
+    assert!(!text.trim().is_empty(), "{what}: no output");
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{what}: not one JSON object per line ({e}): {line}"));
+            assert!(value["type"].is_string(), "{what}: a line without a type: {line}");
+            value
+        })
+        .collect()
+}
+
 #[test]
 fn a_deploy_key_set_in_configuration_appears_in_no_output_event_error_plan_or_state() {
     let rig = Rig::new();
@@ -68,12 +82,27 @@ fn a_deploy_key_set_in_configuration_appears_in_no_output_event_error_plan_or_st
         ("plan after up", vec!["plan"]),
         ("state list", vec!["state", "list"]),
         ("state show", vec!["state", "show", "nixos_deployment.host"]),
+        ("state show --json", vec!["state", "show", "nixos_deployment.host", "--json"]),
+        ("state list --json", vec!["state", "list", "--json"]),
         ("output", vec!["output"]),
+        ("output --json", vec!["output", "--json"]),
     ] {
         let out = run(&args, &host_key);
         assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+        if args.contains(&"--json") {
+            json_lines(what, &out.stdout);
+        }
         outputs.push((what.to_owned(), out));
     }
+    let kinds = |what: &str| -> Vec<String> {
+        let (_, out) = outputs.iter().find(|(w, _)| w == what).expect("ran");
+        json_lines(what, &out.stdout).iter().map(|l| l["type"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    assert_eq!(kinds("plan --json").last().map(String::as_str), Some("plan"));
+    let up = kinds("up PLANFILE --json");
+    assert!(up.contains(&"event".to_owned()) && up.last().map(String::as_str) == Some("apply"), "{up:?}");
+    assert_eq!(kinds("state show --json"), ["state_resource"]);
+    assert_eq!(kinds("output --json"), ["outputs"]);
     assert_eq!(target.current_system().as_deref(), Some(toplevel.as_str()), "the deploy happened");
     let state_file = std::fs::read_to_string(state.join("deploy.json")).expect("state file");
     assert!(state_file.contains("paranix:encrypted:v1:"), "the key is in state, encrypted: {state_file}");
@@ -82,6 +111,9 @@ fn a_deploy_key_set_in_configuration_appears_in_no_output_event_error_plan_or_st
     let other_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHpx5E2Rj9PzeHk9U2LqwH4HTx3HToVcqJHb7oNW7v3v";
     let refused = run(&["up", "--yes", "--json"], other_key);
     assert!(!refused.status.success(), "a wrong host key must fail the run");
+    let lines = json_lines("up with a wrong host key", &refused.stdout);
+    assert!(lines.last().is_some_and(|l| l["type"] == "apply" || l["type"] == "error"), "{lines:?}");
+    assert!(lines.iter().any(|l| l["type"] == "error"), "the failure is a line too: {lines:?}");
     outputs.push(("up with a wrong host key".to_owned(), refused));
     let destroyed = run(&["destroy", "--yes", "--json"], &host_key);
     assert!(destroyed.status.success(), "destroy: {}", String::from_utf8_lossy(&destroyed.stderr));

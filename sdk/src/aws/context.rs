@@ -139,49 +139,44 @@ impl AwsContext {
         let counts = Arc::new(RequestCounts::default());
         let counter = |service| CountRequests { service, counts: counts.clone() };
         let limits = options.rate_limits.clone().unwrap_or_else(super::limit::default_limits);
-        // Every service's requests go through its own token bucket, shared by refresh and apply, in front of
-        // one HTTPS client (one connection pool) for all services.
-        let base = conf.http_client().unwrap_or_else(|| {
-            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https()
-        });
-        let limited = |service: &str| {
+        // Every service's requests take a token from its own bucket, shared by refresh and apply, before each
+        // attempt (in the identity cache: see `limit::Paced`), ahead of one HTTPS client (one connection pool).
+        let cache = conf.identity_cache().unwrap_or_else(|| aws_config::identity::IdentityCache::lazy().build());
+        let paced = |service: &str| {
             let limit = limits.get(service)?;
-            Some(super::limit::Limited {
-                inner: base.clone(),
-                bucket: Arc::new(super::limit::TokenBucket::new(*limit)),
-            })
+            Some(super::limit::Paced { inner: cache.clone(), bucket: Arc::new(super::limit::TokenBucket::new(*limit)) })
         };
         let mut s3 = aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(endpoint_url.is_some())
             .interceptor(counter("s3"));
-        if let Some(client) = limited("s3") {
-            s3 = s3.http_client(client);
+        if let Some(pacing) = paced("s3") {
+            s3 = s3.identity_cache(pacing);
         }
         let mut iam = aws_sdk_iam::config::Builder::from(&conf).interceptor(counter("iam"));
-        if let Some(client) = limited("iam") {
-            iam = iam.http_client(client);
+        if let Some(pacing) = paced("iam") {
+            iam = iam.identity_cache(pacing);
         }
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&conf).interceptor(counter("ec2"));
-        if let Some(client) = limited("ec2") {
-            ec2 = ec2.http_client(client);
+        if let Some(pacing) = paced("ec2") {
+            ec2 = ec2.identity_cache(pacing);
         }
         let mut ebs = aws_sdk_ebs::config::Builder::from(&conf).interceptor(counter("ebs"));
-        if let Some(client) = limited("ebs") {
-            ebs = ebs.http_client(client);
+        if let Some(pacing) = paced("ebs") {
+            ebs = ebs.identity_cache(pacing);
         }
         let mut kms = aws_sdk_kms::config::Builder::from(&conf).interceptor(counter("kms"));
-        if let Some(client) = limited("kms") {
-            kms = kms.http_client(client);
+        if let Some(pacing) = paced("kms") {
+            kms = kms.identity_cache(pacing);
         }
         let (s3, iam, ec2) = (s3.build(), iam.build(), ec2.build());
         let ebs = ebs
             .timeout_config(
-                // EBS direct: every block request gets its own deadline, so a stalled connection is retried
-                // instead of hanging the upload (coldsnap#437: uploads hung outside EC2 without one).
+                // EBS direct: a stalled connection is retried instead of hanging the upload (coldsnap#437:
+                // uploads hung outside EC2 without a deadline). Connect and read timeouts, not an attempt
+                // timeout: they start in the connector, so the rate limit's wait never counts against them.
                 aws_sdk_ebs::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .read_timeout(Duration::from_secs(30))
                     .build(),
             )
             .build();

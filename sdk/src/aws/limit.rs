@@ -1,6 +1,6 @@
-//! Per-service rate limits: a token bucket per AWS service, in the HTTP client every request of that service
-//! goes through, so refresh and apply share it and a large apply paces itself instead of setting off a
-//! throttling storm. It is separate from the graph parallelism knob (how many steps run at once).
+//! Per-service rate limits: a token bucket per AWS service, taken before every attempt of every request of that
+//! service (see [`Paced`] for where and why), so refresh and apply share it and a large apply paces itself
+//! instead of setting off a throttling storm. It is separate from the graph parallelism knob (how many steps run at once).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+use aws_sdk_s3::config::ConfigBag;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::identity::{
+    IdentityFuture, ResolveCachedIdentity, SharedIdentityCache, SharedIdentityResolver,
 };
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, RuntimeComponentsBuilder};
 
 /// A sustained rate and a burst, in requests.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,36 +72,44 @@ impl TokenBucket {
     }
 }
 
-/// An HTTP client that takes a token from `bucket` before every request it sends.
-#[derive(Debug, Clone)]
-pub(crate) struct Limited {
-    pub(crate) inner: SharedHttpClient,
+/// Takes a token from `bucket` before every attempt of a request, then resolves the request's identity
+/// (credentials) through `inner`, the real cache.
+///
+/// Why here: the SDK resolves the identity at the start of every attempt, before signing and before anything is
+/// dispatched, and no SDK timeout runs yet (paranix sets no operation or attempt timeouts; connect and read
+/// timeouts start in the connector). Waiting inside the HTTP connector instead counts as a stalled upload: the
+/// SDK's stalled-stream protection sees 0 B/s during the wait and fails the request after its grace period
+/// (`aws-smithy-runtime`'s `UploadThroughputCheckFuture` wraps the connector's future), which is what applies
+/// at `--parallelism 50` ran into. Attempts that wait are counted when they are sent, not before.
+#[derive(Debug)]
+pub(crate) struct Paced {
+    pub(crate) inner: SharedIdentityCache,
     pub(crate) bucket: Arc<TokenBucket>,
 }
 
-impl HttpClient for Limited {
-    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
-        SharedHttpConnector::new(LimitedConnector {
-            inner: self.inner.http_connector(settings, components),
-            bucket: self.bucket.clone(),
+impl ResolveCachedIdentity for Paced {
+    fn resolve_cached_identity<'a>(
+        &'a self,
+        resolver: SharedIdentityResolver,
+        runtime_components: &'a RuntimeComponents,
+        config_bag: &'a ConfigBag,
+    ) -> IdentityFuture<'a> {
+        IdentityFuture::new(async move {
+            self.bucket.acquire().await;
+            self.inner.resolve_cached_identity(resolver, runtime_components, config_bag).await
         })
     }
-}
 
-#[derive(Debug)]
-struct LimitedConnector {
-    inner: SharedHttpConnector,
-    bucket: Arc<TokenBucket>,
-}
+    fn validate_base_client_config(
+        &self,
+        runtime_components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.inner.validate_base_client_config(runtime_components, cfg)
+    }
 
-impl HttpConnector for LimitedConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let inner = self.inner.clone();
-        let bucket = self.bucket.clone();
-        HttpConnectorFuture::new(async move {
-            bucket.acquire().await;
-            inner.call(request).await
-        })
+    fn validate_final_config(&self, runtime_components: &RuntimeComponents, cfg: &ConfigBag) -> Result<(), BoxError> {
+        self.inner.validate_final_config(runtime_components, cfg)
     }
 }
 

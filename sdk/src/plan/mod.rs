@@ -262,15 +262,119 @@ impl Plan {
 }
 
 /// The plans of a project's stacks, in order. This is what `plan --out FILE` saves.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// A plan file is an approval, not an instruction: [`crate::ops::apply`] applies a plan exactly as it came from
+/// [`crate::ops::plan`] in this process, and any other plan (read from a file, or changed since) only after
+/// planning again and finding the same changes, field for field (see [`crate::ops::apply`]). With a plan key
+/// ([`PlanKey`]), plan files are also signed and a file signed with another key, or not at all, is refused.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ProjectPlan {
     /// [`FORMAT_VERSION`].
     pub format_version: u32,
     /// One plan per stack, in project order (reverse order for destroys).
     pub stacks: Vec<Plan>,
+    /// `hmac-sha256:<hex>` over the rest of the plan, when signed with a [`PlanKey`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The digest of the content as `ops::plan` made it, in this process; never serialised.
+    #[serde(skip)]
+    made_here: Option<[u8; 32]>,
+}
+
+impl PartialEq for ProjectPlan {
+    fn eq(&self, other: &Self) -> bool {
+        self.format_version == other.format_version && self.stacks == other.stacks && self.signature == other.signature
+    }
+}
+
+/// A secret that signs plan files (HMAC-SHA256), so that `up FILE` takes only files this team's key made.
+/// The CLI reads it from `PARANIX_PLAN_KEY`. Never shown: its `Debug` form is redacted.
+#[derive(Clone)]
+pub struct PlanKey(Vec<u8>);
+
+impl PlanKey {
+    /// A key from secret bytes: at least 32 of them (a random 32-byte value, as hex or base64 text, is right).
+    pub fn new(secret: impl Into<Vec<u8>>) -> crate::Result<Self> {
+        let secret = secret.into();
+        if secret.len() < 32 {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Usage,
+                format!("a plan key needs at least 32 bytes of secret, this one has {}", secret.len()),
+            ));
+        }
+        Ok(PlanKey(secret))
+    }
+
+    fn mac(&self, plan: &ProjectPlan) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::KeyInit as _;
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(&plan.content_bytes());
+        mac
+    }
+}
+
+impl fmt::Debug for PlanKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlanKey(<redacted>)")
+    }
 }
 
 impl ProjectPlan {
+    /// A plan of these stacks' plans (what `ops::plan` returns, marked as made in this process).
+    pub(crate) fn made_here(stacks: Vec<Plan>) -> Self {
+        let mut plan = ProjectPlan { format_version: FORMAT_VERSION, stacks, signature: None, made_here: None };
+        plan.made_here = Some(plan.content_digest());
+        plan
+    }
+
+    /// The signed content: everything but the signature, in the file's (stable) JSON form.
+    fn content_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&(self.format_version, &self.stacks)).expect("plans always serialise")
+    }
+
+    fn content_digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.content_bytes()).into()
+    }
+
+    /// Whether this plan is exactly as [`crate::ops::plan`] made it in this process (not read from a file,
+    /// not changed since). Such a plan is applied as it is; any other is planned again and compared first.
+    pub fn is_as_planned(&self) -> bool {
+        self.made_here.is_some_and(|digest| digest == self.content_digest())
+    }
+
+    /// Signs the plan with `key` (`plan --out` does when a key is configured).
+    pub fn sign(&mut self, key: &PlanKey) {
+        use hmac::Mac as _;
+        let tag = key.mac(self).finalize().into_bytes();
+        self.signature = Some(format!("hmac-sha256:{}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    }
+
+    /// Checks the signature against `key`: refused (naming why) when the plan is unsigned, signed with another
+    /// key, or changed since it was signed.
+    pub fn check_signature(&self, key: &PlanKey) -> crate::Result<()> {
+        use hmac::Mac as _;
+        let refuse = |why: &str| {
+            crate::Error::new(
+                crate::ErrorKind::StalePlan,
+                format!("the plan file is refused: {why}; nothing was changed"),
+            )
+        };
+        let Some(signature) = &self.signature else {
+            return Err(refuse("it is not signed, and this workspace has a plan key (PARANIX_PLAN_KEY)"));
+        };
+        let tag = signature
+            .strip_prefix("hmac-sha256:")
+            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|hex| {
+                (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect::<Vec<u8>>()
+            })
+            .ok_or_else(|| refuse("its signature is not an `hmac-sha256:<64 hex digits>` value"))?;
+        key.mac(self)
+            .verify_slice(&tag)
+            .map_err(|_| refuse("its signature does not match: it was signed with another key, or changed since"))
+    }
     /// True when no stack's plan changes anything.
     pub fn is_empty(&self) -> bool {
         self.stacks.iter().all(Plan::is_empty)
